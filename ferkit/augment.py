@@ -1,0 +1,82 @@
+"""Batched data augmentation on tensors: one affine warp for the whole batch, no per-image Python.
+
+Random shifts, small rotations and zoom (one ``affine_grid`` + ``grid_sample``), horizontal
+flips folded into the same matrix, and optional random erasing. Randomness comes from an
+explicit generator so a run (and a resumed run) sees exactly the same augmented batches.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class AugmentConfig:
+    rotation: float = 10.0  # degrees, uniform in [-rotation, rotation]
+    shift: float = 0.1  # fraction of the image size
+    zoom: float = 0.1  # scale uniform in [1 - zoom, 1 + zoom]
+    hflip: bool = True
+    erase: float = 0.0  # probability of erasing one random rectangle
+
+
+def sample_affine(n: int, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
+    """(n, 2, 3) affine matrices (in normalised coordinates) for ``F.affine_grid``."""
+    u = torch.rand(n, 5, generator=gen) * 2 - 1  # uniform in [-1, 1]
+    angle = u[:, 0] * math.radians(cfg.rotation)
+    scale = 1.0 + u[:, 1] * cfg.zoom
+    tx, ty = u[:, 2] * cfg.shift * 2, u[:, 3] * cfg.shift * 2  # normalised coords span 2
+    flip = torch.where(u[:, 4] < 0, -1.0, 1.0) if cfg.hflip else torch.ones(n)
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack(
+        [torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1
+    )
+    return theta
+
+
+def sample_erase(n: int, gen: torch.Generator, p: float, size: int = 48) -> torch.Tensor:
+    """(n, 1, size, size) keep-mask with one random rectangle zeroed in a fraction p of images."""
+    r = torch.rand(n, 5, generator=gen)
+    h = (size * (0.1 + 0.3 * r[:, 0])).long()
+    w = (size * (0.1 + 0.3 * r[:, 1])).long()
+    y0 = (r[:, 2] * (size - h)).long()
+    x0 = (r[:, 3] * (size - w)).long()
+    ys = torch.arange(size)[None, :, None]
+    xs = torch.arange(size)[None, None, :]
+    inside = (ys >= y0[:, None, None]) & (ys < (y0 + h)[:, None, None])
+    inside &= (xs >= x0[:, None, None]) & (xs < (x0 + w)[:, None, None])
+    inside &= (r[:, 4] < p)[:, None, None]
+    return (~inside).unsqueeze(1)
+
+
+def augment_batch(
+    x: torch.Tensor,
+    cfg: AugmentConfig,
+    gen: torch.Generator,
+    *,
+    rows: slice | None = None,
+    n_total: int | None = None,
+    erase_value: float = 0.0,
+) -> torch.Tensor:
+    """Augment a normalised float batch (B, 1, H, W); draws all randomness from ``gen``.
+
+    Under DDP each rank holds ``rows`` of a global batch of ``n_total`` images: every rank draws
+    the parameters of the whole global batch and keeps its own rows, so the augmented data is
+    the same as a single process would see.
+    """
+    n = n_total or x.shape[0]
+    rows = rows or slice(None)
+    theta = sample_affine(n, cfg, gen)[rows].to(x.device, x.dtype)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    if cfg.erase > 0:
+        keep = sample_erase(n, gen, cfg.erase, x.shape[-1])[rows].to(x.device)
+        x = torch.where(keep, x, torch.full_like(x, erase_value))
+    return x
+
+
+def hflip(x: torch.Tensor) -> torch.Tensor:
+    return torch.flip(x, dims=[-1])

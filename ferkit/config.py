@@ -1,0 +1,86 @@
+"""Training configuration: a dataclass read from TOML, overridden by ``key=value`` arguments."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ferkit.augment import AugmentConfig
+from ferkit.errors import FerkitError
+
+
+@dataclass
+class TrainConfig:
+    arch: str = "paper_net"
+    model: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the architecture
+    split: str = "canonical"  # canonical | paper
+    split_seed: int = 0
+    epochs: int = 50
+    batch_size: int = 64  # global batch (divided among DDP ranks)
+    lr: float = 1e-3  # Adam's default
+    weight_decay: float = 0.0
+    schedule: str = "none"  # none | cosine | plateau
+    warmup_epochs: float = 0.0
+    min_lr: float = 0.0
+    label_smoothing: float = 0.0
+    patience: int = 10  # early stopping on validation accuracy; 0 disables it
+    seed: int = 0
+    amp: str = "auto"  # auto | bf16 | fp16 | off
+    compile: bool = False
+    threads: int = 0  # 0: leave torch's default
+    eval_batch_size: int = 512
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    limit_train: int = 0  # use only the first N training images (tests, quick checks)
+    limit_val: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _coerce(text: str) -> Any:
+    """Parse an override value as TOML (numbers, booleans, lists), else keep it as a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _set(target: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    for k in keys[:-1]:
+        target = target.setdefault(k, {})
+    target[keys[-1]] = value
+
+
+def build_config(raw: dict[str, Any]) -> TrainConfig:
+    raw = dict(raw)
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = set(raw) - known
+    if unknown:
+        raise FerkitError(f"unknown config key(s): {', '.join(sorted(unknown))}")
+    aug = raw.pop("augment", {})
+    aug_known = {f.name for f in dataclasses.fields(AugmentConfig)}
+    if set(aug) - aug_known:
+        raise FerkitError(f"unknown augment key(s): {', '.join(sorted(set(aug) - aug_known))}")
+    return TrainConfig(**raw, augment=AugmentConfig(**aug))
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
+    raw: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FerkitError(f"{path}: no such config file")
+        try:
+            raw = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise FerkitError(f"{path}: invalid TOML: {exc}") from None
+    for item in overrides:
+        if "=" not in item:
+            raise FerkitError(f"override {item!r} must look like key=value (e.g. epochs=5)")
+        key, value = item.split("=", 1)
+        _set(raw, key.strip(), _coerce(value.strip()))
+    return build_config(raw)

@@ -1,0 +1,81 @@
+"""Metrics (accuracy, per-class precision/recall/F1, macro-F1, confusion matrix) and batched
+prediction with optional test-time augmentation (horizontal flip)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ferkit.augment import hflip
+from ferkit.labels import CLASSES, NUM_CLASSES
+from ferkit.preprocess import to_model_input
+
+
+@torch.no_grad()
+def predict_logits(
+    model: nn.Module, images: torch.Tensor, batch_size: int = 512, tta: bool = False
+) -> torch.Tensor:
+    """Logits for uint8 faces (N, 48, 48); with ``tta`` the mean over the image and its mirror."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = to_model_input(images[start : start + batch_size]).to(device)
+        logits = model(x).float()
+        if tta:
+            logits = (logits.softmax(1) + model(hflip(x)).float().softmax(1)).div(2).log()
+        out.append(logits.cpu())
+    if not out:
+        return torch.empty(0, NUM_CLASSES)
+    return torch.cat(out)
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, k: int = NUM_CLASSES) -> np.ndarray:
+    """Rows are true classes, columns predicted classes."""
+    return np.bincount(np.asarray(y_true) * k + np.asarray(y_pred), minlength=k * k).reshape(k, k)
+
+
+def compute_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
+    """All metrics as plain JSON-ready Python types. Macro-F1 averages over classes present in
+    the labels, so a data set without 'disgust' is not penalised for it."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    cm = confusion_matrix(y_true, y_pred)
+    tp = np.diag(cm).astype(float)
+    support = cm.sum(1)
+    predicted = cm.sum(0)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    present = support > 0
+    n = int(len(y_true))
+    return {
+        "n": n,
+        "accuracy": float(tp.sum() / n) if n else 0.0,
+        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+        "per_class": {
+            c: {"precision": float(precision[i]), "recall": float(recall[i]),
+                "f1": float(f1[i]), "support": int(support[i])}
+            for i, c in enumerate(CLASSES)
+        },
+        "confusion_matrix": cm.tolist(),
+    }
+
+
+def format_metrics(m: dict[str, Any]) -> str:
+    """A human-readable table of the metrics."""
+    lines = [f"accuracy  {m['accuracy']:.4f}   macro-F1 {m['macro_f1']:.4f}   n={m['n']}", ""]
+    lines.append(f"{'class':10s} {'precision':>9s} {'recall':>7s} {'f1':>7s} {'support':>8s}")
+    for c, v in m["per_class"].items():
+        lines.append(
+            f"{c:10s} {v['precision']:9.3f} {v['recall']:7.3f} {v['f1']:7.3f} {v['support']:8d}"
+        )
+    lines += ["", "confusion matrix (rows true, columns predicted):"]
+    short = [c[:5] for c in CLASSES]
+    lines.append(" " * 9 + " ".join(f"{s:>6s}" for s in short))
+    for c, row in zip(short, m["confusion_matrix"]):
+        lines.append(f"{c:>8s} " + " ".join(f"{v:6d}" for v in row))
+    return "\n".join(lines)

@@ -1,0 +1,291 @@
+"""One training loop for a laptop CPU, a GPU and a torchrun cluster.
+
+Per epoch: a seeded shuffle, batched tensor augmentation, bf16 autocast where the hardware has
+it, validation, early stopping on validation accuracy (keeping the best weights), history and an
+atomic checkpoint. All randomness of epoch e is derived from (seed, e), so ``--resume`` after a
+kill replays the interrupted epoch exactly and ends with the same weights as a straight run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ferkit import distributed
+from ferkit.augment import augment_batch
+from ferkit.checkpoint import (
+    atomic_write,
+    load_checkpoint,
+    load_model_file,
+    save_checkpoint,
+    save_model,
+    unwrap,
+    write_json,
+)
+from ferkit.config import TrainConfig
+from ferkit.data import FerData, load_data, split_data
+from ferkit.errors import FerkitError
+from ferkit.evaluate import compute_metrics, predict_logits
+from ferkit.models import create_model
+from ferkit.preprocess import to_model_input
+
+PLATEAU_FACTOR, PLATEAU_PATIENCE = 0.5, 3
+
+
+@dataclass
+class RunState:
+    """Everything besides model and optimizer that a resumed run needs."""
+
+    epoch: int = 0  # epochs completed
+    best_acc: float = -1.0
+    best_epoch: int = -1
+    history: list[dict[str, Any]] = field(default_factory=list)
+    plateau_best: float = -1.0
+    plateau_bad: int = 0
+    lr_scale: float = 1.0  # reduce-on-plateau multiplier
+
+
+def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """bf16 on CPUs with native support (AVX-512 BF16, AMX) and on GPUs that have it."""
+    if cfg.amp == "off":
+        return None
+    if cfg.amp == "fp16":
+        return torch.float16 if device.type == "cuda" else None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if cfg.amp == "bf16" or torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
+def learning_rate(cfg: TrainConfig, step: int, steps_per_epoch: int, lr_scale: float) -> float:
+    """Linear warmup, then constant (none/plateau) or cosine decay to ``min_lr``."""
+    warmup = cfg.warmup_epochs * steps_per_epoch
+    if step < warmup:
+        return cfg.lr * (step + 1) / warmup
+    if cfg.schedule == "cosine":
+        total = max(1.0, cfg.epochs * steps_per_epoch - warmup)
+        progress = min(1.0, (step - warmup) / total)
+        return cfg.min_lr + (cfg.lr - cfg.min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
+    return cfg.lr * lr_scale
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 100_003 + epoch)
+
+
+def train_one_epoch(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    train: FerData,
+    cfg: TrainConfig,
+    state: RunState,
+    info: distributed.DistInfo,
+    amp: torch.dtype | None,
+) -> dict[str, float]:
+    model.train()
+    gen = epoch_generator(cfg.seed, state.epoch)
+    torch.manual_seed(cfg.seed * 100_003 + state.epoch)  # dropout
+    perm = torch.randperm(len(train), generator=gen)
+    steps = len(train) // cfg.batch_size
+    per_rank = cfg.batch_size // info.world_size
+    rows = slice(info.rank * per_rank, (info.rank + 1) * per_rank)
+    loss_sum = correct = seen = 0.0
+    start = time.perf_counter()
+    bar = tqdm(
+        range(steps), desc=f"epoch {state.epoch + 1}/{cfg.epochs}", unit="batch",
+        disable=not info.is_main, file=sys.stderr, leave=False,
+        mininterval=0.5 if sys.stderr.isatty() else 30, dynamic_ncols=True,
+    )
+    for step in bar:
+        lr = learning_rate(cfg, state.epoch * steps + step, steps, state.lr_scale)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        idx = perm[step * cfg.batch_size : (step + 1) * cfg.batch_size][rows]
+        x = to_model_input(train.images[idx])
+        x = augment_batch(x, cfg.augment, gen, rows=rows, n_total=cfg.batch_size).to(info.device)
+        y = train.labels[idx].to(info.device)
+        with torch.autocast(info.device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
+            logits = model(x)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss_sum += loss.item() * len(y)
+        correct += (logits.argmax(1) == y).sum().item()
+        seen += len(y)
+        if info.is_main and (step % 20 == 0 or step == steps - 1):
+            rate = seen * info.world_size / (time.perf_counter() - start)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}",
+                            img_s=f"{rate:.0f}", lr=f"{lr:.2e}")
+    bar.close()
+    elapsed = time.perf_counter() - start
+    loss_sum, correct, seen = distributed.all_sum(info, loss_sum, correct, seen)
+    return {"train_loss": loss_sum / seen, "train_acc": correct / seen,
+            "train_seconds": elapsed, "images_per_s": seen / elapsed, "lr": lr}
+
+
+@torch.no_grad()
+def validate(
+    model: nn.Module, val: FerData, cfg: TrainConfig, info: distributed.DistInfo,
+    amp: torch.dtype | None,
+) -> dict[str, float]:
+    """Validation loss and accuracy, sharded over ranks and summed."""
+    model.eval()
+    shard = np.arange(info.rank, len(val), info.world_size)
+    loss_sum = correct = 0.0
+    for start in range(0, len(shard), cfg.eval_batch_size):
+        idx = torch.from_numpy(shard[start : start + cfg.eval_batch_size])
+        x = to_model_input(val.images[idx]).to(info.device)
+        y = val.labels[idx].to(info.device)
+        with torch.autocast(info.device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
+            logits = model(x).float()
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).sum().item()
+    loss_sum, correct = distributed.all_sum(info, loss_sum, correct)
+    return {"val_loss": loss_sum / len(val), "val_acc": correct / len(val)}
+
+
+def update_plateau(state: RunState, val_acc: float) -> None:
+    if val_acc > state.plateau_best:
+        state.plateau_best, state.plateau_bad = val_acc, 0
+        return
+    state.plateau_bad += 1
+    if state.plateau_bad >= PLATEAU_PATIENCE:
+        state.lr_scale *= PLATEAU_FACTOR
+        state.plateau_bad = 0
+
+
+def model_card(cfg: TrainConfig, command: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"arch": cfg.arch, "model": cfg.model, "train_config": cfg.to_dict(),
+            "command": command, **(extra or {})}
+
+
+def limit(data: FerData, n: int) -> FerData:
+    return data.subset(np.arange(min(n, len(data)))) if n else data
+
+
+def load_splits(cfg: TrainConfig, data_path: str | Path) -> dict[str, FerData]:
+    splits = split_data(load_data(data_path), cfg.split, cfg.split_seed)
+    splits["train"] = limit(splits["train"], cfg.limit_train)
+    splits["val"] = limit(splits["val"], cfg.limit_val)
+    if len(splits["train"]) < cfg.batch_size:
+        raise FerkitError(f"{len(splits['train'])} training images, fewer than one batch")
+    return splits
+
+
+def fit(
+    cfg: TrainConfig, data_path: str | Path, out_dir: str | Path, *, resume: bool = False,
+    command: str = "",
+) -> dict[str, Any]:
+    """Train, keep the best epoch by validation accuracy, and write the run folder:
+    ``model.safetensors`` + ``model.json``, ``history.json``/``.csv``, ``checkpoint.pt``,
+    ``metrics_test.json``. Returns the test metrics."""
+    out = Path(out_dir)
+    info = distributed.setup()
+    try:
+        if cfg.batch_size % info.world_size:
+            raise FerkitError(f"batch_size {cfg.batch_size} is not divisible by {info.world_size} ranks")
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        splits = load_splits(cfg, data_path)
+        torch.manual_seed(cfg.seed)
+        model = create_model(cfg.arch, **cfg.model).to(info.device)
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        state = RunState()
+        ckpt_path = out / "checkpoint.pt"
+        if resume and ckpt_path.is_file():
+            ckpt = load_checkpoint(ckpt_path)
+            model.load_state_dict(ckpt["model"])
+            opt.load_state_dict(ckpt["optimizer"])
+            state = RunState(**ckpt["state"])
+            if info.is_main:
+                print(f"resuming after epoch {state.epoch} (best val acc {state.best_acc:.4f})",
+                      file=sys.stderr)
+        elif resume and info.is_main:
+            print(f"no checkpoint in {out}, starting from scratch", file=sys.stderr)
+        if info.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            write_json(out / "train_config.json", {"config": cfg.to_dict(), "data": str(data_path),
+                                                    "command": command})
+        net = model
+        if info.enabled:
+            net = nn.parallel.DistributedDataParallel(model)
+        if cfg.compile:
+            net = torch.compile(net)
+        amp = autocast_dtype(cfg, info.device)
+        stop = state.best_epoch >= 0 and cfg.patience and state.epoch - state.best_epoch >= cfg.patience
+        while state.epoch < cfg.epochs and not stop:
+            row = {"epoch": state.epoch + 1}
+            row |= train_one_epoch(net, opt, splits["train"], cfg, state, info, amp)
+            row |= validate(net, splits["val"], cfg, info, amp)
+            state.epoch += 1
+            state.history.append(row)
+            if cfg.schedule == "plateau":
+                update_plateau(state, row["val_acc"])
+            improved = row["val_acc"] > state.best_acc
+            if improved:
+                state.best_acc, state.best_epoch = row["val_acc"], state.epoch
+            stop = bool(cfg.patience) and state.epoch - state.best_epoch >= cfg.patience
+            if info.is_main:
+                if improved:
+                    save_model(model, out / "best", model_card(cfg, command))
+                write_history(out, state.history)
+                save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                            "state": state.__dict__})
+                print(format_epoch(row, cfg.epochs, improved), file=sys.stderr, flush=True)
+            stop = distributed.broadcast_flag(info, stop)
+        return finish(cfg, splits, out, state, info, command)
+    finally:
+        distributed.teardown(info)
+
+
+def finish(
+    cfg: TrainConfig, splits: dict[str, FerData], out: Path, state: RunState,
+    info: distributed.DistInfo, command: str,
+) -> dict[str, Any]:
+    """Restore the best epoch's weights, evaluate them on the test split, write model + metrics."""
+    if not info.is_main:
+        return {}
+    best, _ = load_model_file(out / "best")
+    metrics = compute_metrics(
+        splits["test"].labels.numpy(),
+        predict_logits(best, splits["test"].images, cfg.eval_batch_size).argmax(1).numpy(),
+    )
+    train_minutes = sum(r["train_seconds"] for r in state.history) / 60
+    summary = {
+        "best_epoch": state.best_epoch, "epochs_run": state.epoch,
+        "val_accuracy": state.best_acc, "test_accuracy": metrics["accuracy"],
+        "test_macro_f1": metrics["macro_f1"], "train_minutes": train_minutes,
+        "images_per_s": float(np.mean([r["images_per_s"] for r in state.history])),
+        "params": sum(p.numel() for p in best.parameters()), "split": cfg.split,
+    }
+    save_model(best, out / "model", model_card(cfg, command, {"metrics": summary}))
+    write_json(out / "metrics_test.json", metrics | {"summary": summary})
+    print(f"best epoch {state.best_epoch}: val acc {state.best_acc:.4f}, "
+          f"test acc {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}", file=sys.stderr)
+    return metrics | {"summary": summary}
+
+
+def format_epoch(row: dict[str, Any], epochs: int, improved: bool) -> str:
+    return (f"epoch {row['epoch']:3d}/{epochs}  loss {row['train_loss']:.4f}  acc {row['train_acc']:.4f}  "
+            f"val_loss {row['val_loss']:.4f}  val_acc {row['val_acc']:.4f}  lr {row['lr']:.2e}  "
+            f"{row['images_per_s']:.0f} img/s  {row['train_seconds']:.0f}s" + ("  *" if improved else ""))
+
+
+def write_history(out: Path, history: list[dict[str, Any]]) -> None:
+    write_json(out / "history.json", history)
+    keys = list(history[0])
+    lines = [",".join(keys)] + [",".join(f"{r[k]:.6g}" for k in keys) for r in history]
+    atomic_write(out / "history.csv", lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
