@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from ferkit.errors import FerkitError
 
@@ -20,10 +20,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ferkit", description="Facial expression recognition toolkit.")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model (runs unchanged under torchrun)")
     p.add_argument("--config", help="TOML recipe, e.g. configs/paper.toml")
     p.add_argument("--data", required=True, help="FER2013 CSV(.gz), image folders or .tar.gz")
@@ -31,6 +28,199 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
     p.add_argument("overrides", nargs="*", help="config overrides such as epochs=5 model.dropout=0.2")
     p.set_defaults(func=_cmd_train)
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from ferkit.evaluate import evaluate_model, format_metrics
+
+    m = evaluate_model(args.model, args.data, args.split, args.protocol, args.split_seed, args.tta,
+                       args.exclude_train_duplicates)
+    if args.json:
+        print(json.dumps(m))
+    else:
+        print(f"model {m['model']} on {m['data']} ({m['split']} split{', TTA' if m['tta'] else ''})")
+        print(format_metrics(m))
+    return 0
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="accuracy, per-class P/R/F1, macro-F1 and confusion matrix")
+    p.add_argument("--model", default="default", help="shipped model name or .safetensors path")
+    p.add_argument("--data", required=True, help="FER2013 CSV(.gz), image folders, .tar.gz or class folders")
+    p.add_argument("--split", choices=["test", "val", "train"], default="test")
+    p.add_argument("--protocol", choices=["canonical", "paper"], default="canonical")
+    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
+    p.add_argument("--exclude-train-duplicates", action="store_true",
+                   help="drop test images that are exact pixel copies of Training images")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_cmd_eval)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from ferkit.report import build_report
+
+    print(f"report written to {build_report(args.run_dir, args.data)}")
+    return 0
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="Markdown report with Figs. 7-10 and Table 1 for a run folder")
+    p.add_argument("run_dir")
+    p.add_argument("--data", help="data path, if it moved since training")
+    p.set_defaults(func=_cmd_report)
+
+
+def _cmd_data_summary(args: argparse.Namespace) -> int:
+    from ferkit.data_report import summarize
+
+    print(summarize(args.data, args.out))
+    return 0
+
+
+def _add_data(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="inspect a data set")
+    dsub = p.add_subparsers(dest="data_command", required=True)
+    s = dsub.add_parser("summary", help="counts per split and class; Figs. 1-3 with --out")
+    s.add_argument("--data", required=True)
+    s.add_argument("--out", help="folder for the figures")
+    s.set_defaults(func=_cmd_data_summary)
+
+
+def _cmd_model_summary(args: argparse.Namespace) -> int:
+    from ferkit.models.summary import format_summary
+    from ferkit.weights import load_model
+
+    model, card = load_model(args.name)
+    print(format_summary(model, f"model {card['name']} (architecture {card['arch']})"))
+    return 0
+
+
+def _add_model(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("model", help="inspect models")
+    msub = p.add_subparsers(dest="model_command", required=True)
+    s = msub.add_parser("summary", help="per-layer parameters and Eq. 1 for separable convolutions")
+    s.add_argument("name", nargs="?", default="default", help="shipped model name or weights path")
+    s.set_defaults(func=_cmd_model_summary)
+    ls = msub.add_parser("list", help="shipped models with parameters and test accuracy")
+    ls.set_defaults(func=_cmd_model_list)
+
+
+def _cmd_model_list(args: argparse.Namespace) -> int:
+    from ferkit.weights import list_models, model_info
+
+    for name in list_models():
+        info = model_info(name)
+        acc = f"{info['test_accuracy']:.2%}" if info["test_accuracy"] is not None else "-"
+        print(f"{name:12s} {info['arch']:14s} {info['params'] or 0:>10,d} params  test acc {acc}")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from ferkit.serve.server import run_server
+
+    run_server(host=args.host, port=args.port, model=args.model, workers=args.workers,
+               max_upload_mb=args.max_upload_mb)
+    return 0
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="REST API and web page (FastAPI under uvicorn)")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (0.0.0.0 for all)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--model", default="default", help="shipped model name or weights path")
+    p.add_argument("--workers", type=int, default=1, help="processes, each with its own model")
+    p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest accepted image upload")
+    p.set_defaults(func=_cmd_serve)
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from ferkit.inference import Recognizer
+    from ferkit.inference.files import predict_paths
+
+    detector = None if args.no_detect else "haar"
+    recognizer = Recognizer(args.model, detector=detector, backend=args.backend)
+    return predict_paths(args.paths, recognizer, fmt=args.format, annotate_dir=args.annotate,
+                         detect=not args.no_detect)
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="emotions of the faces in image files, folders or globs")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (recursive) or globs")
+    p.add_argument("--model", default="default", help="shipped model name or weights path")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", dest="format", action="store_const", const="json",
+                     help="JSON Lines: one object per image (the web service's response shape)")
+    fmt.add_argument("--csv", dest="format", action="store_const", const="csv", help="one CSV row per face")
+    p.set_defaults(format="table")
+    p.add_argument("--annotate", metavar="OUTDIR", help="save copies with boxes, labels and bars here")
+    p.add_argument("--no-detect", action="store_true", help="inputs are already-cropped faces")
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
+                   help="PyTorch (default) or onnxruntime, which exports the model in memory first")
+    p.set_defaults(func=_cmd_predict)
+
+
+def _cmd_video(args: argparse.Namespace) -> int:
+    from ferkit.inference import HaarDetector, Recognizer
+    from ferkit.inference.video import DETECT_SIDE, analyse_video
+
+    if (args.input is None) == (args.camera is None):
+        raise FerkitError("give either a video file or --camera INDEX")
+    detector = HaarDetector(max_side=DETECT_SIDE)
+    recognizer = Recognizer(args.model, detector=detector, backend=args.backend)
+    source = args.camera if args.camera is not None else args.input
+    summary = analyse_video(source, recognizer, out=args.out, csv_path=args.csv, plot=args.plot,
+                            every=args.every, progress=not args.quiet)
+    print(summary.line(), file=sys.stderr)
+    return 0
+
+
+def _add_video(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("video", help="track faces and their emotions through a video or a camera")
+    p.add_argument("input", nargs="?", metavar="IN", help="video file (anything OpenCV decodes)")
+    p.add_argument("--camera", type=int, metavar="INDEX", help="read camera INDEX instead (Ctrl-C stops)")
+    p.add_argument("--out", help="annotated video to write (.mp4)")
+    p.add_argument("--csv", help="per-frame CSV: time, face id, box, 7 probabilities")
+    p.add_argument("--plot", help="emotion-over-time plot (.png)")
+    p.add_argument("--every", type=int, default=1, metavar="N", help="analyse every Nth frame")
+    p.add_argument("--model", default="default", help="shipped model name or weights path")
+    p.add_argument("--backend", choices=["torch", "onnx"], default="onnx",
+                   help="onnxruntime (default: the faster for one frame's few faces) or PyTorch")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_video)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from ferkit.export import export_model
+
+    path = export_model(args.model, args.format, args.out)
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a model for other runtimes (ONNX, dynamic batch)")
+    p.add_argument("--model", default="default", help="shipped model name or weights path")
+    p.add_argument("--format", default="onnx", choices=["onnx"])
+    p.add_argument("--out", required=True, help="file to write, e.g. paper.onnx")
+    p.set_defaults(func=_cmd_export)
+
+
+# Each command group registers itself here; keep one _add_* function per command.
+_COMMANDS = [_add_train, _add_eval, _add_report, _add_data, _add_model, _add_serve,
+             _add_predict, _add_video, _add_export]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ferkit import __version__
+
+    parser = argparse.ArgumentParser(prog="ferkit", description="Facial expression recognition toolkit.")
+    parser.add_argument("--version", action="version", version=f"ferkit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in _COMMANDS:
+        add(sub)
     return parser
 
 

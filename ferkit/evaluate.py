@@ -79,3 +79,30 @@ def format_metrics(m: dict[str, Any]) -> str:
     for c, row in zip(short, m["confusion_matrix"]):
         lines.append(f"{c:>8s} " + " ".join(f"{v:6d}" for v in row))
     return "\n".join(lines)
+
+
+def evaluate_model(
+    model: str | None, data_path: str, split: str = "test", protocol: str = "canonical",
+    split_seed: int = 0, tta: bool = False, exclude_train_duplicates: bool = False,
+) -> dict[str, Any]:
+    """Metrics of a shipped or saved model on a data set's split.
+
+    A folder of class sub-folders has no splits and is evaluated as a whole. With
+    ``exclude_train_duplicates`` test images that are pixel copies of Training images are dropped.
+    """
+    from ferkit.data import OTHER, load_data, split_data
+    from ferkit.data.summary import leaked_test_mask
+    from ferkit.weights import load_model
+
+    net, card = load_model(model)
+    data = load_data(data_path)
+    if (data.usage == OTHER).all():
+        part, split = data, "all"
+    else:
+        part = split_data(data, protocol, split_seed)[split]
+    if exclude_train_duplicates:
+        part = part.subset(np.flatnonzero(~leaked_test_mask(data, part)))
+    logits = predict_logits(net, part.images, tta=tta)
+    metrics = compute_metrics(part.labels.numpy(), logits.argmax(1).numpy())
+    return metrics | {"model": card.get("name", str(model)), "data": str(data_path), "split": split,
+                      "protocol": protocol, "tta": tta}

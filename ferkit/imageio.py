@@ -11,7 +11,6 @@ import io
 import os
 import warnings
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -21,7 +20,7 @@ from ferkit.errors import ImageError
 # Refuse images above this many pixels before decoding them (a 40-megapixel photo is fine).
 MAX_PIXELS = 80_000_000
 
-ImageSource = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
+ImageSource = str | os.PathLike | bytes | Image.Image | np.ndarray
 
 
 def _open(data: bytes | str | os.PathLike) -> Image.Image:
@@ -48,6 +47,10 @@ def _open(data: bytes | str | os.PathLike) -> Image.Image:
         raise ImageError("image dimensions too large (possible decompression bomb)") from None
     except OSError as exc:
         raise ImageError(f"cannot read image: {exc}") from None
+    except MemoryError:
+        raise
+    except Exception as exc:  # format plugins also raise ValueError, NotImplementedError, ...
+        raise ImageError(f"malformed image header: {exc}") from None
     w, h = img.size
     if w * h > MAX_PIXELS:
         raise ImageError(f"image dimensions too large ({w}x{h} pixels, limit {MAX_PIXELS:,})")
@@ -58,7 +61,9 @@ def _decode(img: Image.Image) -> Image.Image:
     try:
         img.load()
         img = ImageOps.exif_transpose(img)
-    except (OSError, SyntaxError, ValueError) as exc:
+    except MemoryError:
+        raise
+    except Exception as exc:  # untrusted bytes: any decoder failure is the file's fault
         raise ImageError(f"corrupt or truncated image: {exc}") from None
     return img
 

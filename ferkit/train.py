@@ -8,7 +8,6 @@ kill replays the interrupted epoch exactly and ends with the same weights as a s
 
 from __future__ import annotations
 
-import contextlib
 import math
 import sys
 import time
@@ -30,7 +29,6 @@ from ferkit.checkpoint import (
     load_model_file,
     save_checkpoint,
     save_model,
-    unwrap,
     write_json,
 )
 from ferkit.config import TrainConfig
@@ -128,7 +126,7 @@ def train_one_epoch(
         if info.is_main and (step % 20 == 0 or step == steps - 1):
             rate = seen * info.world_size / (time.perf_counter() - start)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}",
-                            img_s=f"{rate:.0f}", lr=f"{lr:.2e}")
+                            img_s=f"{rate:.0f}", lr=f"{lr:.2e}", refresh=False)
     bar.close()
     elapsed = time.perf_counter() - start
     loss_sum, correct, seen = distributed.all_sum(info, loss_sum, correct, seen)
@@ -246,14 +244,26 @@ def fit(
                                             "state": state.__dict__})
                 print(format_epoch(row, cfg.epochs, improved), file=sys.stderr, flush=True)
             stop = distributed.broadcast_flag(info, stop)
-        return finish(cfg, splits, out, state, info, command)
+        checksums = rank_checksums(model, info)
+        return finish(cfg, splits, out, state, info, command, checksums)
     finally:
         distributed.teardown(info)
 
 
+def rank_checksums(model: nn.Module, info: distributed.DistInfo) -> list[list[float]]:
+    """(sum, sum of squares) of every rank's final weights: DDP ranks must agree exactly."""
+    params = torch.cat([p.detach().double().flatten() for p in model.parameters()])
+    mine = torch.stack([params.sum(), params.square().sum()]).to(info.device)
+    if not info.enabled:
+        return [mine.tolist()]
+    gathered = [torch.zeros_like(mine) for _ in range(info.world_size)]
+    torch.distributed.all_gather(gathered, mine)
+    return [g.tolist() for g in gathered]
+
+
 def finish(
     cfg: TrainConfig, splits: dict[str, FerData], out: Path, state: RunState,
-    info: distributed.DistInfo, command: str,
+    info: distributed.DistInfo, command: str, checksums: list[list[float]],
 ) -> dict[str, Any]:
     """Restore the best epoch's weights, evaluate them on the test split, write model + metrics."""
     if not info.is_main:
@@ -270,7 +280,10 @@ def finish(
         "test_macro_f1": metrics["macro_f1"], "train_minutes": train_minutes,
         "images_per_s": float(np.mean([r["images_per_s"] for r in state.history])),
         "params": sum(p.numel() for p in best.parameters()), "split": cfg.split,
+        "world_size": info.world_size, "rank_param_checksums": checksums,
     }
+    if any(c != checksums[0] for c in checksums):
+        print("warning: DDP ranks ended with different weights", file=sys.stderr)
     save_model(best, out / "model", model_card(cfg, command, {"metrics": summary}))
     write_json(out / "metrics_test.json", metrics | {"summary": summary})
     print(f"best epoch {state.best_epoch}: val acc {state.best_acc:.4f}, "

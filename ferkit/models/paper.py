@@ -8,7 +8,7 @@ that the depthwise convolutions, slow on CPUs, never run at the full 48x48 resol
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn

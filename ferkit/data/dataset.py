@@ -1,0 +1,59 @@
+"""The in-memory form every loader produces: compact uint8 images plus labels and provenance."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ferkit.labels import CLASSES, NUM_CLASSES
+
+# FER2013's Usage column; OTHER marks images with no challenge split (a class-folder data set).
+USAGES: tuple[str, ...] = ("Training", "PublicTest", "PrivateTest")
+OTHER = -1
+
+
+@dataclass
+class FerData:
+    """N grayscale 48x48 faces.
+
+    images: (N, 48, 48) uint8; labels: (N,) int64 class indices; usage: (N,) int8 index into
+    USAGES or OTHER; sources: where each image came from ("file.csv row 12" or a path).
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    usage: np.ndarray
+    sources: list[str]
+    origin: str = ""
+
+    def __post_init__(self) -> None:
+        n = len(self.labels)
+        if self.images.shape[0] != n or len(self.usage) != n or len(self.sources) != n:
+            raise ValueError("images, labels, usage and sources must have the same length")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, index: np.ndarray | torch.Tensor | list[int]) -> FerData:
+        idx = np.asarray(index, dtype=np.int64)
+        return FerData(
+            images=self.images[torch.from_numpy(idx)],
+            labels=self.labels[torch.from_numpy(idx)],
+            usage=self.usage[idx],
+            sources=[self.sources[i] for i in idx],
+            origin=self.origin,
+        )
+
+    def class_counts(self) -> list[int]:
+        return torch.bincount(self.labels, minlength=NUM_CLASSES).tolist()
+
+    def present_classes(self) -> list[str]:
+        return [c for c, n in zip(CLASSES, self.class_counts()) if n > 0]
+
+
+def stack(images: list[np.ndarray]) -> torch.Tensor:
+    if not images:
+        return torch.empty((0, 48, 48), dtype=torch.uint8)
+    return torch.from_numpy(np.stack(images).astype(np.uint8, copy=False))

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# One command installs ferkit and everything its tests need, on a fresh Debian machine:
+#   ./install.sh
+# - a virtual environment in .venv with the CPU build of PyTorch (torch==2.13.0 is pinned in the
+#   same pip call so pip never pulls a multi-GB CUDA build),
+# - ferkit in editable mode with the serve and dev extras,
+# - Debian's Chromium for the browser test (when run as root with apt; skipped otherwise).
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/pip install --quiet --upgrade pip
+.venv/bin/pip install --quiet "torch==2.13.0" -e ".[serve,dev]"
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+echo "ferkit installed: $(.venv/bin/ferkit --version 2>/dev/null || .venv/bin/python -c 'import ferkit; print(ferkit.__version__)')"

@@ -1,0 +1,101 @@
+"""The training loop learns, writes its run folder atomically and resumes to the same weights."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import REPO, run_ferkit
+from safetensors.torch import load_file
+
+from ferkit.config import load_config
+from ferkit.train import fit
+
+TINY = ["model.stem=[8,16]", "model.widths=[16,32]", "compile=false", "threads=1"]
+
+
+def test_small_model_overfits_64_images(fer_slice_csv, tmp_path):
+    cfg = load_config(None, TINY + [
+        "limit_train=64", "limit_val=64", "batch_size=64", "epochs=150", "patience=0", "lr=0.005",
+        "model.dropout=0", "augment.rotation=0", "augment.shift=0", "augment.zoom=0",
+        "augment.hflip=false", "amp=off",
+    ])
+    fit(cfg, fer_slice_csv, tmp_path)
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert history[0]["train_loss"] > 1.5
+    assert history[-1]["train_loss"] < 0.05 and history[-1]["train_acc"] == 1.0
+
+
+def _train_cmd(data: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "ferkit", "train", "--data", str(data), "--out", str(out), *extra,
+            *TINY, "epochs=3", "batch_size=32", "patience=0", "limit_val=64", "model.stem=[16,32]",
+            "model.widths=[32,64]"]
+
+
+def _epochs_done(out: Path) -> int:
+    try:
+        return len(json.loads((out / "history.json").read_text()))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return 0
+
+
+def test_resume_after_kill_gives_the_same_weights(fer_slice_csv, tmp_path):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    subprocess.run(_train_cmd(fer_slice_csv, straight), cwd=REPO, check=True, capture_output=True)
+
+    proc = subprocess.Popen(_train_cmd(fer_slice_csv, killed), cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while _epochs_done(killed) < 1 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    time.sleep(0.3)  # well into epoch 2
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = _epochs_done(killed)
+    assert 1 <= done < 3, f"kill landed after {done} epochs"
+    assert not (killed / "model.safetensors").exists()
+    assert not list(killed.glob(".*.tmp")), "a temporary file survived: writes are not atomic"
+
+    resumed = subprocess.run(_train_cmd(fer_slice_csv, killed, "--resume"), cwd=REPO,
+                             capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming after epoch {done}" in resumed.stderr
+    a, b = load_file(straight / "model.safetensors"), load_file(killed / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k].equal(b[k]), k
+    assert json.loads((straight / "history.json").read_text())[-1]["val_acc"] == \
+        json.loads((killed / "history.json").read_text())[-1]["val_acc"]
+
+
+def test_run_folder_eval_and_report(fer_slice_csv, tmp_path):
+    run = tmp_path / "run"
+    result = run_ferkit("train", "--config", REPO / "configs" / "paper.toml", "--data", fer_slice_csv,
+                        "--out", run, *TINY, "epochs=2", "batch_size=32", "limit_val=64")
+    assert result.returncode == 0, result.stderr
+    for name in ("model.safetensors", "model.json", "history.csv", "checkpoint.pt", "metrics_test.json"):
+        assert (run / name).is_file(), name
+    card = json.loads((run / "model.json").read_text())
+    assert card["arch"] == "paper_net" and card["command"].startswith("ferkit train")
+
+    result = run_ferkit("eval", "--model", run / "model.safetensors", "--data", fer_slice_csv, "--json")
+    assert result.returncode == 0, result.stderr
+    m = json.loads(result.stdout)
+    assert m["n"] == 128 and set(m) >= {"accuracy", "macro_f1", "per_class", "confusion_matrix"}
+    assert sum(map(sum, m["confusion_matrix"])) == 128
+
+    result = run_ferkit("report", run)
+    assert result.returncode == 0, result.stderr
+    report = (run / "report.md").read_text()
+    assert "Gao & Ma" in report and "65.20%" in report
+    for fig in ("fig7_loss.png", "fig8_accuracy.png", "fig9_confusion.png", "fig10_predictions.png"):
+        assert (run / fig).stat().st_size > 5000, fig
+
+
+def test_bad_override_is_one_line():
+    result = run_ferkit("train", "--data", "x.csv", "--out", "/tmp/x", "epochz=3")
+    assert result.returncode == 2 and "unknown config key(s): epochz" in result.stderr
