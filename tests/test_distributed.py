@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
-
 from conftest import REPO
+from safetensors.torch import load_file
 
 ARGS = ["model.stem=[8,16]", "model.widths=[16,32]", "compile=false", "threads=1", "amp=off",
         "epochs=2", "batch_size=32", "patience=0", "limit_val=64", "limit_train=384"]

@@ -1,0 +1,118 @@
+"""The `fer` package (25.10.3) measured on request, for benchmarks/inference.py's comparison.
+
+Runs inside its own virtualenv (``benchmarks/setup_fer_venv.sh`` makes ``.venv-fer``) because
+fer needs TensorFlow; it imports nothing from ferkit. It loads fer once, prints a ``ready``
+line, then answers one JSON request per stdin line with one JSON line, so that the driver can
+interleave fer's measurements with ferkit's and both meet the same CPU load:
+
+    {"task": "info"}
+    {"task": "crops", "model": "keras" | "tflite", "batch": 64, "seconds": 0.6}
+    {"task": "photo", "model": "keras" | "tflite", "path": "three_faces.png", "runs": 3}
+    {"task": "video", "path": "moving_face.mp4"}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+import warnings
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+warnings.filterwarnings("ignore")
+THREADS = 2
+
+
+class FerBench:
+    def __init__(self) -> None:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(THREADS)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        import cv2
+        import numpy as np
+        from fer import __version__
+        from fer.fer import FER
+
+        logging.getLogger("fer").setLevel(logging.WARNING)
+        self.cv2, self.np = cv2, np
+        self.versions = {"fer": __version__, "tensorflow": tf.__version__}
+        # Keras: the model in fer/data/emotion_model.hdf5, callable on a batch.
+        # TFLite: fer's default since 25.x, a quantised copy run one face per call.
+        self.fers = {"keras": FER(use_tflite=False), "tflite": FER()}
+        self.size = self.fers["keras"]._FER__emotion_classifier.input_shape[1:3]
+        self.rng = np.random.default_rng(0)
+        self.photos: dict = {}
+
+    def info(self, _: dict) -> dict:
+        model = self.fers["keras"]._FER__emotion_classifier
+        return {**self.versions, "emotion_model_input": list(self.size), "threads": THREADS,
+                "model_params": model.count_params(), "model_mmacs": keras_macs(model) / 1e6}
+
+    def crops(self, req: dict) -> dict:
+        """Crops/s of fer's own classification call over one time window (after a warm-up)."""
+        fer = self.fers[req["model"]]
+        faces = self.rng.uniform(-1, 1, (req["batch"], *self.size)).astype(self.np.float32)
+        fer._classify_emotions(faces)
+        calls, start = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < req["seconds"] or calls < 2:
+            fer._classify_emotions(faces)
+            calls += 1
+        return {"rate": calls * req["batch"] / elapsed}
+
+    def photo(self, req: dict) -> dict:
+        """Wall times of ``detect_emotions`` (detection + crops + classification) on one picture."""
+        fer = self.fers[req["model"]]
+        image = self.photos.setdefault(req["path"], self.cv2.imread(req["path"]))
+        faces = len(fer.detect_emotions(image))
+        times = []
+        for _ in range(req["runs"]):
+            start = time.perf_counter()
+            fer.detect_emotions(image)
+            times.append((time.perf_counter() - start) * 1000)
+        return {"faces": faces, "ms": times}
+
+    def video(self, req: dict) -> dict:
+        """fer's per-frame loop with its default model (its Video class adds file output to it)."""
+        cap = self.cv2.VideoCapture(req["path"])
+        frames = faces = 0
+        start = time.perf_counter()
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            faces += len(self.fers["tflite"].detect_emotions(frame))
+            frames += 1
+        seconds = time.perf_counter() - start
+        return {"frames": frames, "faces": faces, "fps": frames / seconds}
+
+
+def keras_macs(model) -> int:
+    """Multiply-adds of one face through the convolutions and dense layers (stride-1 separables)."""
+    macs = 0
+    for layer in model.layers:
+        kind, out = type(layer).__name__, layer.output.shape
+        if kind == "Conv2D":
+            k = layer.kernel_size
+            macs += out[1] * out[2] * out[3] * k[0] * k[1] * layer.input.shape[-1]
+        elif kind == "SeparableConv2D":
+            k, cin = layer.kernel_size, layer.input.shape[-1]
+            macs += out[1] * out[2] * cin * (k[0] * k[1] + out[3])
+        elif kind == "Dense":
+            macs += layer.input.shape[-1] * out[-1]
+    return macs
+
+
+def main() -> int:
+    bench = FerBench()
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        req = json.loads(line)
+        print(json.dumps(getattr(bench, req["task"])(req)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,50 @@
+"""Run a batch of 48x48 uint8 faces through a model: PyTorch or onnxruntime, one interface."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ferkit.errors import FerkitError
+from ferkit.export import Deployable
+
+BACKENDS = ("torch", "onnx")
+# Bounds the memory of one forward pass when a folder holds thousands of faces.
+MAX_BATCH = 256
+
+
+class Backend(Protocol):
+    def probabilities(self, faces: np.ndarray) -> np.ndarray:
+        """(N, 48, 48) uint8 -> (N, 7) float32 probabilities in CLASSES order."""
+        ...
+
+
+class TorchBackend:
+    """The model in eval mode under ``torch.inference_mode``."""
+
+    def __init__(self, model: nn.Module, threads: int | None = None) -> None:
+        self._net = Deployable(model)
+        if threads:
+            torch.set_num_threads(threads)
+
+    def probabilities(self, faces: np.ndarray) -> np.ndarray:
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(faces), MAX_BATCH):
+                batch = torch.from_numpy(np.ascontiguousarray(faces[start : start + MAX_BATCH]))
+                out.append(self._net(batch).numpy())
+        return np.concatenate(out) if out else np.empty((0, 7), np.float32)
+
+
+def make_backend(name: str, model: nn.Module, threads: int | None = None) -> Backend:
+    """"torch" or "onnx" (the ONNX graph is exported in memory from the same weights)."""
+    if name == "torch":
+        return TorchBackend(model, threads)
+    if name == "onnx":
+        from ferkit.inference.onnx_backend import OnnxBackend
+
+        return OnnxBackend.from_torch(model, threads=threads or 2)
+    raise FerkitError(f"unknown backend {name!r}; use one of {', '.join(BACKENDS)}")

@@ -1,0 +1,206 @@
+"""``ferkit predict``: files, folders and globs in; a table, JSON Lines or CSV out.
+
+A file that cannot be read is reported (one line on stderr, and an error entry in JSON or
+CSV) and the others go on; the exit status is 1 if any failed. Images are decoded a chunk at
+a time and each chunk's faces go through the model in one batch.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+import numpy as np
+
+from ferkit.errors import ImageError
+from ferkit.imageio import load_image
+from ferkit.inference.types import Prediction, error_json, prediction_json
+from ferkit.labels import CLASSES
+
+if TYPE_CHECKING:
+    from ferkit.inference.recognizer import FoundFaces, Recognizer
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+# Images per batch: only their crops are kept, unless annotating, which needs the pictures.
+CHUNK, CHUNK_ANNOTATE = 32, 4
+
+
+@dataclass
+class Input:
+    """One path to predict, or the reason it cannot be (a pattern that matched nothing)."""
+
+    path: str
+    error: str = ""
+
+
+def expand_inputs(items: Iterable[str]) -> list[Input]:
+    """Files as given, folders' images (recursively, sorted), glob patterns expanded; no repeats."""
+    out: list[Input] = []
+    for item in items:
+        out.extend(_expand_one(item))
+    seen: set[str] = set()
+    return [i for i in out if not (i.path in seen or seen.add(i.path))]
+
+
+def _expand_one(item: str) -> list[Input]:
+    path = Path(item)
+    if path.is_dir():
+        files = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        return [Input(str(f)) for f in files] or [Input(item, "folder holds no images")]
+    if path.exists():
+        return [Input(item)]
+    if glob.has_magic(item):
+        matches = sorted(glob.glob(item, recursive=True))
+        files = [m for m in matches if Path(m).is_file()]
+        return [Input(m) for m in files] or [Input(item, "no file matches this pattern")]
+    return [Input(item, "no such file")]
+
+
+class Writer:
+    """Receives results in input order; subclasses print one format."""
+
+    def __init__(self, out: TextIO, model_name: str) -> None:
+        self.out = out
+        self.model_name = model_name
+
+    def prediction(self, pred: Prediction) -> None: ...
+
+    def error(self, source: str, reason: str) -> None: ...
+
+    def close(self) -> None:
+        self.out.flush()
+
+
+class TableWriter(Writer):
+    """One line per face (or per image without a face), aligned for reading in a terminal."""
+
+    def __init__(self, out: TextIO, model_name: str, path_width: int) -> None:
+        super().__init__(out, model_name)
+        self.w = max(6, path_width)
+        print(f"{'source':{self.w}s}  face  {'box (x,y,w,h)':18s}  {'label':8s}  score", file=out)
+
+    def prediction(self, pred: Prediction) -> None:
+        if not pred.faces:
+            print(f"{pred.source:{self.w}s}  -     {'-':18s}  -         -      {pred.note}", file=self.out)
+        for i, face in enumerate(pred.faces, 1):
+            b = face.box
+            box = f"{b.x},{b.y},{b.w},{b.h}" if b else "(whole image)"
+            print(f"{pred.source:{self.w}s}  {i:<4d}  {box:18s}  {face.label:8s}  {face.score:.3f}",
+                  file=self.out)
+
+    def error(self, source: str, reason: str) -> None:
+        pass  # already on stderr; a second copy on stdout would only repeat it in a terminal
+
+
+class JsonWriter(Writer):
+    """JSON Lines: one object per image, exactly :func:`prediction_json` (or an error entry)."""
+
+    def prediction(self, pred: Prediction) -> None:
+        print(json.dumps(prediction_json(pred, self.model_name)), file=self.out)
+
+    def error(self, source: str, reason: str) -> None:
+        print(json.dumps(error_json(source, reason, self.model_name)), file=self.out)
+
+
+CSV_FIELDS = ["source", "face", "x", "y", "w", "h", "label", "score", *CLASSES, "note", "error"]
+
+
+class CsvWriter(Writer):
+    """One row per face; an image without faces or that failed gets one row saying why."""
+
+    def __init__(self, out: TextIO, model_name: str) -> None:
+        super().__init__(out, model_name)
+        self._csv = csv.DictWriter(out, CSV_FIELDS)
+        self._csv.writeheader()
+
+    def prediction(self, pred: Prediction) -> None:
+        if not pred.faces:
+            self._csv.writerow({"source": pred.source, "note": pred.note})
+        for i, face in enumerate(pred.faces, 1):
+            box = face.box.__dict__ if face.box else {}
+            probs = {c: f"{p:.6f}" for c, p in face.probabilities.items()}
+            self._csv.writerow({"source": pred.source, "face": i, **box, "label": face.label,
+                                "score": f"{face.score:.6f}", **probs, "note": pred.note})
+
+    def error(self, source: str, reason: str) -> None:
+        self._csv.writerow({"source": source, "error": reason})
+
+
+def _chunks(items: list[Input], size: int) -> Iterator[list[Input]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+Loaded = tuple["FoundFaces", "np.ndarray | None"]
+
+
+def _load(item: Input, recognizer: Recognizer, detect: bool, keep: bool) -> Loaded | str:
+    """The image's faces (and the decoded picture if ``keep``), or why it failed (never raises)."""
+    if item.error:
+        return item.error
+    try:
+        rgb = load_image(item.path)
+        return recognizer.find_faces(rgb, detect=detect), (rgb if keep else None)
+    except ImageError as exc:
+        return str(exc)
+    except Exception as exc:  # a decoder bug must cost one file, not the whole run
+        return f"unexpected error while decoding: {type(exc).__name__}: {exc}"
+
+
+def annotated_path(out_dir: Path, source: str, taken: set[Path]) -> Path:
+    """``OUTDIR/<stem>.annotated.png``, numbered when two inputs share a stem."""
+    stem = Path(source).stem or "image"
+    path, n = out_dir / f"{stem}.annotated.png", 2
+    while path in taken:
+        path, n = out_dir / f"{stem}-{n}.annotated.png", n + 1
+    taken.add(path)
+    return path
+
+
+def predict_paths(
+    items: list[str],
+    recognizer: Recognizer,
+    fmt: str = "table",
+    annotate_dir: str | Path | None = None,
+    detect: bool = True,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    """Predict every input and write the results; returns the exit status (1 if any failed)."""
+    from ferkit.inference.annotate import save_annotated
+
+    out, err = out or sys.stdout, err or sys.stderr
+    inputs = expand_inputs(items)
+    writer = _make_writer(fmt, out, recognizer.model_name, max((len(i.path) for i in inputs), default=0))
+    failed, taken = 0, set()
+    annotate = annotate_dir is not None
+    for chunk in _chunks(inputs, CHUNK_ANNOTATE if annotate else CHUNK):
+        loaded = [_load(item, recognizer, detect, keep=annotate) for item in chunk]
+        preds = iter(recognizer.classify_found([done[0] for done in loaded if not isinstance(done, str)]))
+        for item, done in zip(chunk, loaded, strict=True):
+            if isinstance(done, str):
+                failed += 1
+                print(f"ferkit: {item.path}: {done}", file=err)
+                writer.error(item.path, done)
+                continue
+            pred = next(preds)
+            pred.source = item.path
+            writer.prediction(pred)
+            if annotate:
+                save_annotated(done[1], pred, annotated_path(Path(annotate_dir), item.path, taken))
+    writer.close()
+    return 1 if failed else 0
+
+
+def _make_writer(fmt: str, out: TextIO, model_name: str, path_width: int) -> Writer:
+    if fmt == "json":
+        return JsonWriter(out, model_name)
+    if fmt == "csv":
+        return CsvWriter(out, model_name)
+    return TableWriter(out, model_name, path_width)

@@ -1,0 +1,121 @@
+"""The Python API: images in (paths, bytes, PIL, numpy), faces with their emotions out."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ferkit.errors import ImageError
+from ferkit.imageio import ImageSource, load_image
+from ferkit.inference.backends import make_backend
+from ferkit.inference.crop import crop_faces, resize_face
+from ferkit.inference.detect import FaceDetector, make_detector, to_gray
+from ferkit.inference.types import Box, Prediction, face_from_probs
+
+
+@dataclass
+class FoundFaces:
+    """One image after detection and cropping, before classification (small: crops only)."""
+
+    source: str
+    width: int
+    height: int
+    boxes: list[Box | None]
+    crops: np.ndarray  # (N, 48, 48) uint8
+    note: str = ""
+
+
+class Recognizer:
+    """Detects faces and classifies their expressions with a shipped (or user's) model.
+
+    ``model``: a shipped name ("default", "paper") or a path to ``.safetensors`` with its card.
+    ``detector``: "haar" (default), None (every input is an already-cropped face), or any
+    object with ``detect(image) -> list[Box]``. ``backend``: "torch" or "onnx" (onnxruntime,
+    ``threads`` intra-op threads, 2 by default; for torch, None keeps torch's setting).
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike = "default",
+        detector: str | FaceDetector | None = "haar",
+        backend: str = "torch",
+        threads: int | None = None,
+    ) -> None:
+        from ferkit.weights import load_model
+
+        net, card = load_model(model)
+        self.card = card
+        self.model_name: str = str(card["name"])
+        self.detector = make_detector(detector)
+        self.backend_name = backend
+        self._backend = make_backend(backend, net, threads)
+
+    def __repr__(self) -> str:
+        detector = type(self.detector).__name__ if self.detector else None
+        return f"Recognizer(model={self.model_name!r}, detector={detector}, backend={self.backend_name!r})"
+
+    def predict(self, image: ImageSource, color: str = "rgb", detect: bool = True) -> Prediction:
+        """All faces in one image. Raises :class:`ferkit.errors.ImageError` if it cannot be read."""
+        return self.predict_batch([image], color=color, detect=detect)[0]
+
+    def predict_batch(
+        self, images: Sequence[ImageSource], color: str = "rgb", detect: bool = True
+    ) -> list[Prediction]:
+        """Like :meth:`predict` for each image, with all their faces in one forward pass.
+
+        An unreadable image raises :class:`ImageError` saying which one (decode first and skip
+        failures, as ``ferkit predict`` does, to keep the others).
+        """
+        found = [self._find_faces_of(i, image, color, detect, len(images)) for i, image in enumerate(images)]
+        return self.classify_found(found)
+
+    def classify_found(self, found: Sequence[FoundFaces]) -> list[Prediction]:
+        """Predictions for images already through :meth:`find_faces`, all faces in one batch."""
+        probs = self.classify(np.concatenate([f.crops for f in found]) if found else np.empty((0, 48, 48)))
+        results, start = [], 0
+        for f in found:
+            rows = probs[start : start + len(f.boxes)]
+            start += len(f.boxes)
+            faces = [face_from_probs(p.tolist(), box) for p, box in zip(rows, f.boxes, strict=True)]
+            results.append(Prediction(faces=faces, width=f.width, height=f.height, note=f.note,
+                                      source=f.source))
+        return results
+
+    def classify(self, faces: np.ndarray) -> np.ndarray:
+        """(N, 48, 48) uint8 crops -> (N, 7) probabilities, in batches of the backend's size."""
+        return self._backend.probabilities(np.asarray(faces, dtype=np.uint8))
+
+    def locate(self, image: np.ndarray) -> tuple[list[Box], np.ndarray]:
+        """Boxes and 48x48 crops of the faces in an RGB or gray uint8 array (for video loops)."""
+        boxes = self.detector.detect(image) if self.detector else []
+        return boxes, crop_faces(to_gray(image), boxes)
+
+    def _find_faces_of(
+        self, index: int, image: ImageSource, color: str, detect: bool, count: int
+    ) -> FoundFaces:
+        try:
+            return self.find_faces(image, color, detect)
+        except ImageError as exc:
+            if count == 1:
+                raise
+            name = f" ({image})" if isinstance(image, (str, os.PathLike)) else ""
+            raise ImageError(f"image {index}{name}: {exc}") from None
+
+    def find_faces(self, image: ImageSource, color: str = "rgb", detect: bool = True) -> FoundFaces:
+        """Decode, detect and crop one image (raises ImageError if it cannot be decoded)."""
+        rgb = load_image(image, color)
+        source = str(image) if isinstance(image, (str, os.PathLike)) else ""
+        h, w = rgb.shape[:2]
+        if not detect or self.detector is None:
+            return FoundFaces(source, w, h, [None], resize_face(to_gray(rgb))[None])
+        boxes, crops = self.locate(rgb)
+        note = "" if boxes else self._no_face_note()
+        return FoundFaces(source, w, h, list(boxes), crops, note)
+
+    def _no_face_note(self) -> str:
+        name = type(self.detector).__name__
+        return (f"no face found ({name}); if the image is already a cropped face, "
+                "use detect=False (CLI: --no-detect)")

@@ -1,0 +1,237 @@
+"""``ferkit video``: emotions of every tracked face over a video file or a camera stream.
+
+Per analysed frame: gray conversion, Haar detection on a copy shrunk to ``detect_side``
+pixels (the main cost at full size), crops from the full-resolution frame, one batched
+forward pass for all faces, then the tracker gives each face a stable id. Outputs: a CSV row
+per face per analysed frame, an annotated video, and an emotion-over-time plot.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+
+from ferkit.errors import FerkitError
+from ferkit.inference.annotate import draw_faces
+from ferkit.inference.tracking import IouTracker
+from ferkit.inference.types import Face, face_from_probs
+from ferkit.labels import CLASSES
+
+if TYPE_CHECKING:
+    from ferkit.inference.recognizer import Recognizer
+
+CSV_FIELDS = ["frame", "time_s", "face_id", "x", "y", "w", "h", "label", "score", *CLASSES]
+# Detection runs on frames shrunk to at most this side (HaarDetector shrinks 640x480 frames to
+# 320x240 anyway, to find faces of 48 px and more); it bounds the cost of HD video.
+DETECT_SIDE = 640
+
+
+@dataclass
+class FaceRecord:
+    """One face in one analysed frame (a CSV row)."""
+
+    frame: int
+    time_s: float
+    face_id: int
+    face: Face
+
+
+@dataclass
+class VideoSummary:
+    frames: int = 0
+    analysed: int = 0
+    faces: int = 0
+    track_ids: set[int] = field(default_factory=set)
+    seconds: float = 0.0
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds else 0.0
+
+    def line(self) -> str:
+        return (f"{self.frames} frames ({self.analysed} analysed), {self.faces} face detections, "
+                f"{len(self.track_ids)} tracked face(s), {self.fps:.1f} frames/s")
+
+
+def open_capture(source: str | Path | int) -> cv2.VideoCapture:
+    """A capture for a file path or a camera index, or a clear error if there is none."""
+    if isinstance(source, int):
+        cap = cv2.VideoCapture(source)
+        if not cap.isOpened():
+            raise FerkitError(f"cannot open camera {source}: no such camera, or it is busy "
+                              "or not permitted (check /dev/video*)")
+        return cap
+    path = Path(source)
+    if not path.is_file():
+        raise FerkitError(f"{path}: no such video file")
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise FerkitError(f"{path}: cannot decode this video (unknown or corrupt format)")
+    return cap
+
+
+def read_frames(cap: cv2.VideoCapture) -> Iterator[np.ndarray]:
+    """BGR frames until the stream ends."""
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            return
+        yield frame
+
+
+class VideoAnalyzer:
+    """Frame-by-frame recognition with tracking; feed frames in order with :meth:`analyse`."""
+
+    def __init__(self, recognizer: Recognizer, every: int = 1) -> None:
+        if every < 1:
+            raise FerkitError("--every must be at least 1")
+        self.recognizer = recognizer
+        self.every = every
+        self.tracker = IouTracker(max_missed=max(2, 15 // every))
+        self._last: tuple[list[Face], list[int]] = ([], [])
+
+    def analyse(self, index: int, bgr: np.ndarray) -> tuple[list[Face], list[int], bool]:
+        """(faces, their ids, whether this frame was analysed); skipped frames repeat the last."""
+        if index % self.every:
+            return (*self._last, False)
+        gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+        boxes, crops = self.recognizer.locate(gray)
+        probs = self.recognizer.classify(crops) if len(boxes) else np.empty((0, len(CLASSES)))
+        faces = [face_from_probs(p.tolist(), b) for p, b in zip(probs, boxes, strict=True)]
+        ids = self.tracker.update(boxes)
+        self._last = (faces, ids)
+        return faces, ids, True
+
+
+def analyse_video(
+    source: str | Path | int,
+    recognizer: Recognizer,
+    out: str | Path | None = None,
+    csv_path: str | Path | None = None,
+    plot: str | Path | None = None,
+    every: int = 1,
+    progress: bool = True,
+) -> VideoSummary:
+    """Run a video (or camera: an int) through ``recognizer`` and write the requested outputs."""
+    from tqdm import tqdm
+
+    cap = open_capture(source)
+    camera = isinstance(source, int)
+    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if not camera else 0
+    analyzer = VideoAnalyzer(recognizer, every)
+    records: list[FaceRecord] = []
+    summary = VideoSummary()
+    writer = rows = csv_file = None
+    start = time.perf_counter()
+    try:
+        rows, csv_file = _open_csv(csv_path)
+        bar = tqdm(total=total or None, unit="frame", disable=not progress, desc="video")
+        for index, frame in enumerate(read_frames(cap)):
+            t = time.perf_counter() - start if camera else index / fps
+            faces, ids, analysed = analyzer.analyse(index, frame)
+            if analysed:
+                summary.analysed += 1
+                new = [FaceRecord(index, t, i, f) for i, f in zip(ids, faces, strict=True)]
+                records.extend(new)
+                _write_rows(rows, new)
+            if out is not None:
+                writer = writer or _open_writer(out, fps, frame.shape)
+                writer.write(draw_faces(frame, faces, ids, bgr=True))
+            summary.frames += 1
+            bar.update()
+        bar.close()
+    except KeyboardInterrupt:
+        pass  # a camera runs until Ctrl-C: keep what was recorded
+    finally:
+        summary.seconds = time.perf_counter() - start
+        cap.release()
+        if writer is not None:
+            writer.release()
+        if csv_file is not None:
+            csv_file.close()
+    summary.faces = len(records)
+    summary.track_ids = {r.face_id for r in records}
+    if summary.frames == 0:
+        raise FerkitError(f"{source}: no frame could be read")
+    if plot is not None:
+        plot_emotions(records, plot, fps / every)
+    return summary
+
+
+def _open_csv(path: str | Path | None):
+    if path is None:
+        return None, None
+    f = open(path, "w", newline="")  # closed by the caller's finally
+    rows = csv.DictWriter(f, CSV_FIELDS)
+    rows.writeheader()
+    return rows, f
+
+
+def _write_rows(rows: csv.DictWriter | None, records: list[FaceRecord]) -> None:
+    if rows is None:
+        return
+    for r in records:
+        b = r.face.box
+        assert b is not None
+        probs = {c: f"{p:.5f}" for c, p in r.face.probabilities.items()}
+        rows.writerow({"frame": r.frame, "time_s": f"{r.time_s:.3f}", "face_id": r.face_id,
+                       "x": b.x, "y": b.y, "w": b.w, "h": b.h, "label": r.face.label,
+                       "score": f"{r.face.score:.5f}", **probs})
+
+
+def _open_writer(path: str | Path, fps: float, shape: tuple[int, ...]) -> cv2.VideoWriter:
+    h, w = shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    if not writer.isOpened():
+        raise FerkitError(f"{path}: cannot write video here (use an .mp4 name in a writable folder)")
+    return writer
+
+
+def plot_emotions(records: list[FaceRecord], path: str | Path, rate: float, max_faces: int = 4) -> Path:
+    """One panel per tracked face (the ``max_faces`` seen longest): each class's probability over
+    time, smoothed over about half a second so that the trend, not frame noise, shows."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ferkit.inference.annotate import CLASS_COLORS
+
+    by_id: dict[int, list[FaceRecord]] = {}
+    for r in records:
+        by_id.setdefault(r.face_id, []).append(r)
+    ids = sorted(by_id, key=lambda i: -len(by_id[i]))[:max_faces] or [0]
+    fig, axes = plt.subplots(len(ids), 1, figsize=(10, 2.6 * len(ids)), sharex=True, squeeze=False)
+    window = max(1, round(rate / 2))
+    for ax, face_id in zip(axes[:, 0], ids, strict=True):
+        track = by_id.get(face_id, [])
+        times = [r.time_s for r in track]
+        for c in CLASSES:
+            values = _moving_average([r.face.probabilities[c] for r in track], window)
+            ax.plot(times, values, label=c, color=np.array(CLASS_COLORS[c]) / 255, lw=1.5)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel(f"face #{face_id}" if track else "no face found")
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(ncol=7, loc="upper center", bbox_to_anchor=(0.5, 1.3), fontsize=8)
+    axes[-1, 0].set_xlabel("time (s)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def _moving_average(values: list[float], window: int) -> np.ndarray:
+    arr = np.asarray(values, dtype=float)
+    if window <= 1 or len(arr) < window:
+        return arr
+    kernel = np.ones(window) / window
+    padded = np.pad(arr, (window // 2, window - 1 - window // 2), mode="edge")
+    return np.convolve(padded, kernel, mode="valid")

@@ -1,0 +1,276 @@
+"""The FastAPI app: REST endpoints, the static web page and offline API docs.
+
+Everything a client can send maps to a 2xx or a 4xx with a JSON ``detail`` saying why:
+413 for bodies over the limit, 415 for unsupported content types, 422 for bodies that are not
+a decodable image (including decompression bombs, refused from the header), 400 for malformed
+multipart. A 500 would be a bug; the catch-all handler logs it and still answers in JSON.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
+
+import ferkit
+from ferkit.errors import ImageError
+from ferkit.inference.types import error_json
+from ferkit.serve.engine import Engine, Upload
+from ferkit.serve.limits import (
+    MB,
+    MULTIPART_OVERHEAD,
+    BodyLimit,
+    BodyLimitMiddleware,
+    PayloadTooLarge,
+    describe_bytes,
+)
+from ferkit.weights import DEFAULT_MODEL, list_models, model_info
+
+log = logging.getLogger("ferkit.serve")
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+DEFAULT_MAX_UPLOAD_BYTES = 10 * MB
+DEFAULT_MAX_BATCH_FILES = 16
+RAW_MEDIA_TYPES = ("", "application/octet-stream")
+UNSUPPORTED_HINT = ("send multipart/form-data with a file field named 'file', "
+                    "or the raw image bytes with Content-Type image/* or application/octet-stream")
+
+_IMAGE_BODY = {"type": "string", "format": "binary"}
+_PREDICT_BODY = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
+                                       "properties": {"file": _IMAGE_BODY}}},
+    "image/*": {"schema": _IMAGE_BODY},
+    "application/octet-stream": {"schema": _IMAGE_BODY},
+}}}
+_EXAMPLE_FACE = {"box": {"x": 177, "y": 67, "w": 93, "h": 93}, "label": "happy", "score": 0.91,
+                 "probabilities": {"angry": 0.01, "disgust": 0.0, "fear": 0.01, "happy": 0.91, "sad": 0.01,
+                                   "surprise": 0.03, "neutral": 0.03}}
+_EXAMPLE_RESULT = {"source": "astronaut.png", "width": 512, "height": 512, "faces": [_EXAMPLE_FACE],
+                   "note": "", "model": "paper"}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"example": {"detail": "the reason, in words"}}}}
+
+
+_REFUSALS = {
+    400: _error("Malformed multipart body (no boundary, broken parts, too many files)."),
+    413: _error("Body or image over the upload limit (Content-Length checked before reading)."),
+    415: _error("Content-Type neither multipart/form-data, image/* nor application/octet-stream."),
+    422: _error("Not a usable image: empty, not an image, truncated or corrupt, or too many pixels "
+                "(decompression bomb, refused from the header), or a form without a file."),
+}
+_PREDICT_RESPONSES = {200: {"content": {"application/json": {"example": _EXAMPLE_RESULT}}}, **_REFUSALS}
+_BATCH_RESPONSES = {200: {"content": {"application/json": {"example": {"model": "paper", "results": [
+    _EXAMPLE_RESULT, {"source": "notes.txt", "error": "not a usable image: not a recognised image format",
+                      "model": "paper", "status": 422}]}}}}, **_REFUSALS}
+
+_BATCH_BODY = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "required": ["files"], "properties": {
+        "files": {"type": "array", "items": _IMAGE_BODY}}}},
+}}}
+
+
+def create_app(model: str = "default", max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+               max_batch_files: int = DEFAULT_MAX_BATCH_FILES, threads: int | None = None) -> FastAPI:
+    """Build the app; the model loads at startup so the first request does not pay for it."""
+    engine = Engine(model, threads=threads)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await engine.start()
+        log.info("serving model %s", engine.model_name)
+        yield
+
+    app = FastAPI(title="ferkit", version=ferkit.__version__, lifespan=lifespan,
+                  description="Facial expression recognition (FER2013's seven emotions) over HTTP.",
+                  docs_url=None, redoc_url=None)
+    app.state.engine = engine
+    app.state.max_upload_bytes = max_upload_bytes
+    app.state.max_batch_files = max_batch_files
+    app.add_middleware(BodyLimitMiddleware,
+                       limit_for=lambda path: _body_limit(path, max_upload_bytes, max_batch_files))
+    _add_error_handlers(app)
+    _add_api_routes(app)
+    _add_page_routes(app)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """App factory for ``uvicorn --factory`` (one per worker process), configured by ``run_server``."""
+    threads = int(os.environ.get("FERKIT_SERVE_THREADS", "0")) or None
+    return create_app(model=os.environ.get("FERKIT_SERVE_MODEL", "default"),
+                      max_upload_bytes=int(os.environ.get("FERKIT_SERVE_MAX_UPLOAD_BYTES",
+                                                          DEFAULT_MAX_UPLOAD_BYTES)),
+                      threads=threads)
+
+
+def _body_limit(path: str, max_upload_bytes: int, max_batch_files: int) -> BodyLimit:
+    """Largest acceptable body per route; the exact per-image check happens after parsing."""
+    per_image = f"the limit is {describe_bytes(max_upload_bytes)} per image"
+    if path == "/v1/predict":
+        return BodyLimit(max_upload_bytes + MULTIPART_OVERHEAD, f"upload too large: {per_image}")
+    if path == "/v1/predict/batch":
+        return BodyLimit(max_batch_files * (max_upload_bytes + MULTIPART_OVERHEAD),
+                         f"batch too large: at most {max_batch_files} images, {per_image}")
+    return BodyLimit(64 * 1024, "request body too large: this route takes no upload")
+
+
+# ---------------------------------------------------------------- errors
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ImageError)
+    async def image_error(request: Request, exc: ImageError) -> JSONResponse:
+        return JSONResponse({"detail": f"not a usable image: {exc}"}, status_code=422)
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        # Nobody will read this answer; it only keeps a hang-up out of the error log.
+        return JSONResponse({"detail": "client disconnected before sending the whole body"}, status_code=400)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": "internal server error"}, status_code=500)
+
+
+# ---------------------------------------------------------------- reading uploads
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def _is_raw_image_type(media_type: str) -> bool:
+    return media_type in RAW_MEDIA_TYPES or media_type.startswith("image/")
+
+
+async def _read_raw_body(request: Request, max_bytes: int) -> bytes:
+    """The body, refused (413) as soon as it passes ``max_bytes``."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_bytes:
+            raise PayloadTooLarge(f"image too large: the limit is {describe_bytes(max_bytes)}")
+    return bytes(body)
+
+
+async def _read_file_part(part: UploadFile, max_bytes: int) -> Upload:
+    data = await part.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(f"image {part.filename!r} too large: the limit is {describe_bytes(max_bytes)}")
+    return Upload(data, part.filename or "")
+
+
+def _file_parts(form: Any) -> list[tuple[str, UploadFile]]:
+    return [(key, value) for key, value in form.multi_items() if isinstance(value, UploadFile)]
+
+
+async def read_one_image(request: Request, max_bytes: int) -> Upload:
+    """The image of a /v1/predict request: a multipart field 'file' or the raw body."""
+    media_type = _media_type(request)
+    if _is_raw_image_type(media_type):
+        return Upload(await _read_raw_body(request, max_bytes), "")
+    if media_type != "multipart/form-data":
+        raise HTTPException(415, f"unsupported Content-Type {media_type!r}: {UNSUPPORTED_HINT}")
+    async with request.form(max_files=1, max_fields=8) as form:
+        parts = _file_parts(form)
+        if not parts:
+            raise HTTPException(422, "no image in the form: add a file field named 'file'")
+        named = [part for key, part in parts if key == "file"]
+        return await _read_file_part(named[0] if named else parts[0][1], max_bytes)
+
+
+async def predict_many_images(request: Request, engine: Engine, max_bytes: int,
+                              max_files: int) -> list[dict[str, Any]]:
+    """Results for every file field of a /v1/predict/batch form, in order.
+
+    Files are read and recognised one at a time (parts over 1 MB wait on disk), so a batch never
+    holds more than one decoded image; a file that is not an image gets an error in its slot.
+    """
+    media_type = _media_type(request)
+    if media_type != "multipart/form-data":
+        raise HTTPException(415, f"unsupported Content-Type {media_type!r}: send multipart/form-data "
+                                 "with one or more file fields named 'files'")
+    async with request.form(max_files=max_files, max_fields=max_files + 8) as form:
+        parts = _file_parts(form)
+        if not parts:
+            raise HTTPException(422, "no image in the form: add file fields named 'files'")
+        return [await _predict_or_error(engine, await _read_file_part(part, max_bytes))
+                for _, part in parts]
+
+
+async def _predict_or_error(engine: Engine, upload: Upload) -> dict[str, Any]:
+    try:
+        return await engine.predict(upload)
+    except ImageError as exc:
+        return {**error_json(upload.name, f"not a usable image: {exc}", engine.model_name), "status": 422}
+
+
+# ---------------------------------------------------------------- routes
+
+def _add_api_routes(app: FastAPI) -> None:
+    engine: Engine = app.state.engine
+
+    @app.get("/healthz", tags=["service"])
+    async def healthz() -> dict[str, Any]:
+        """Liveness and readiness: the model is loaded before the server accepts connections."""
+        return {"status": "ok", "model": engine.model_name, "version": ferkit.__version__}
+
+    @app.get("/v1/models", tags=["models"])
+    async def models() -> dict[str, Any]:
+        """The shipped models with their parameter counts and test accuracy, and the one served."""
+        return {"served": engine.model_name, "default": DEFAULT_MODEL,
+                "models": [model_info(name) for name in list_models()]}
+
+    @app.post("/v1/predict", tags=["predict"], openapi_extra=_PREDICT_BODY, responses=_PREDICT_RESPONSES)
+    async def predict(request: Request) -> dict[str, Any]:
+        """Faces in one image, each with a box, the top label, its score and all 7 probabilities.
+
+        Same JSON as `ferkit predict --json`. No face gives 200 with an empty `faces` list.
+        """
+        upload = await read_one_image(request, app.state.max_upload_bytes)
+        return await engine.predict(upload)
+
+    @app.post("/v1/predict/batch", tags=["predict"], openapi_extra=_BATCH_BODY, responses=_BATCH_RESPONSES)
+    async def predict_batch(request: Request) -> dict[str, Any]:
+        """Several images in one multipart request; one result per file, in order.
+
+        A file that cannot be decoded gets `{"source", "error", "model", "status": 422}` in its slot
+        instead of failing the whole batch.
+        """
+        results = await predict_many_images(request, engine, app.state.max_upload_bytes,
+                                            app.state.max_batch_files)
+        return {"model": engine.model_name, "results": results}
+
+
+def _add_page_routes(app: FastAPI) -> None:
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> FileResponse:
+        return FileResponse(STATIC_DIR / "favicon.png")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        """Swagger UI from the package's own copy, so the docs work without internet."""
+        return get_swagger_ui_html(openapi_url=app.openapi_url or "/openapi.json", title="ferkit API",
+                                   swagger_js_url="/static/swagger-ui-bundle.js",
+                                   swagger_css_url="/static/swagger-ui.css",
+                                   swagger_favicon_url="/static/favicon.png",
+                                   swagger_ui_parameters={"validatorUrl": None})

@@ -1,0 +1,80 @@
+"""One Recognizer per server process, used from worker threads so the event loop never blocks.
+
+Decoding and inference are CPU work: each runs in anyio's thread pool under its own capacity
+limiter. Decoding is bounded (a 10 MB upload can expand to hundreds of MB of pixels), and the
+model runs one request at a time per process: torch already spreads one forward pass over the
+cores, and the detector and model are not documented as thread-safe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import numpy as np
+
+from ferkit.imageio import load_image
+from ferkit.inference.types import Prediction, prediction_json
+from ferkit.weights import resolve
+
+if TYPE_CHECKING:
+    from ferkit.inference.recognizer import Recognizer
+
+# Images decoded at the same time per process: bounds peak memory from large photos.
+DECODE_CONCURRENCY = 2
+# Forward passes at the same time per process.
+INFERENCE_CONCURRENCY = 1
+
+
+@dataclass
+class Upload:
+    """One received image: its bytes and the name the client gave it."""
+
+    data: bytes
+    name: str = ""
+
+
+class Engine:
+    """Owns the process's Recognizer and the limiters that guard it."""
+
+    def __init__(self, model: str = "default", threads: int | None = None) -> None:
+        resolve(model)  # fail now, with the list of shipped models, not in the first request
+        self.model = model
+        self.model_name = ""  # the Recognizer's own name for it, once loaded
+        self.threads = threads
+        self._recognizer: Recognizer | None = None
+        self._decode_limiter: anyio.CapacityLimiter | None = None
+        self._inference_limiter: anyio.CapacityLimiter | None = None
+
+    def load(self) -> None:
+        """Build the Recognizer (blocking: call it from a thread or before serving)."""
+        from ferkit import Recognizer
+
+        # onnxruntime: several times the torch backend's crops/s on small CPUs, and it does not
+        # collapse when other processes hold the cores (benchmarks/results/inference.md).
+        self._recognizer = Recognizer(model=self.model, backend="onnx", threads=self.threads)
+        self.model_name = self._recognizer.model_name
+
+    async def start(self) -> None:
+        """Load the model off the event loop; limiters must be made inside the running loop."""
+        self._decode_limiter = anyio.CapacityLimiter(DECODE_CONCURRENCY)
+        self._inference_limiter = anyio.CapacityLimiter(INFERENCE_CONCURRENCY)
+        await anyio.to_thread.run_sync(self.load)
+
+    async def decode(self, upload: Upload) -> np.ndarray:
+        """Safe decode (raises ImageError with a reason); bombs are refused from the header."""
+        return await anyio.to_thread.run_sync(load_image, upload.data, limiter=self._decode_limiter)
+
+    async def predict(self, upload: Upload) -> dict[str, Any]:
+        """Decode and recognise one image; the JSON of ``ferkit predict --json``."""
+        image = await self.decode(upload)
+        prediction = await anyio.to_thread.run_sync(self._predict_array, image,
+                                                    limiter=self._inference_limiter)
+        prediction.source = upload.name
+        return prediction_json(prediction, self.model_name)
+
+    def _predict_array(self, image: np.ndarray) -> Prediction:
+        if self._recognizer is None:
+            raise RuntimeError("Engine.start() has not run")
+        return self._recognizer.predict(image, color="rgb")

@@ -1,0 +1,31 @@
+"""``ferkit serve``: check the arguments, then run the app under uvicorn (one or more workers)."""
+
+from __future__ import annotations
+
+import os
+
+from ferkit.errors import FerkitError
+from ferkit.serve.limits import MB
+from ferkit.weights import resolve
+
+
+def worker_threads(workers: int) -> int:
+    """Torch threads per worker so that N workers share the cores instead of oversubscribing them."""
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def run_server(host: str = "127.0.0.1", port: int = 8000, model: str = "default", workers: int = 1,
+               max_upload_mb: float = 10.0, log_level: str = "info") -> None:
+    """Serve until interrupted. Each worker process builds its own app (and model) from the env."""
+    if workers < 1:
+        raise FerkitError("--workers must be at least 1")
+    if max_upload_mb <= 0:
+        raise FerkitError("--max-upload-mb must be positive")
+    resolve(model)  # an unknown model fails here, with the CLI's one-line error, not in each worker
+    import uvicorn
+
+    os.environ["FERKIT_SERVE_MODEL"] = model
+    os.environ["FERKIT_SERVE_MAX_UPLOAD_BYTES"] = str(int(max_upload_mb * MB))
+    os.environ["FERKIT_SERVE_THREADS"] = str(worker_threads(workers)) if workers > 1 else "0"
+    uvicorn.run("ferkit.serve.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                log_level=log_level)

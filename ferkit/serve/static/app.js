@@ -1,0 +1,262 @@
+// ferkit web page: send a photo (or webcam frames) to /v1/predict, draw a box per face on the
+// canvas and a bar per emotion. Plain JS, no build step, nothing loaded from other hosts.
+"use strict";
+
+const EMOTIONS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"];
+const COLORS = {
+  angry: "#e5484d", disgust: "#30a46c", fear: "#8e4ec6", happy: "#f76b15",
+  sad: "#3e63dd", surprise: "#12a594", neutral: "#8b8d98",
+};
+const WEBCAM_INTERVAL_MS = 250; // at most 4 requests a second, one in flight at a time
+const WEBCAM_MAX_WIDTH = 640; // frames are downscaled before upload
+
+const el = {
+  file: document.getElementById("file"),
+  drop: document.getElementById("drop"),
+  webcam: document.getElementById("webcam"),
+  fps: document.getElementById("fps"),
+  status: document.getElementById("status"),
+  canvas: document.getElementById("canvas"),
+  video: document.getElementById("video"),
+  results: document.getElementById("results"),
+  model: document.getElementById("model"),
+  template: document.getElementById("face-template"),
+};
+const ctx = el.canvas.getContext("2d");
+let webcam = null; // {stream, timer} while the webcam runs
+
+function setStatus(text, isError = false) {
+  el.status.textContent = text;
+  el.status.classList.toggle("error", isError);
+}
+
+function percent(p) {
+  return `${(100 * p).toFixed(p >= 0.995 || p < 0.001 ? 0 : 1)}%`;
+}
+
+// ------------------------------------------------------------------ talking to the API
+
+async function predict(blob) {
+  const body = new FormData();
+  body.append("file", blob, blob.name || "image");
+  const response = await fetch("/v1/predict", { method: "POST", body });
+  let payload = null;
+  try {
+    payload = await response.json();
+  } catch (_) {
+    payload = { detail: `${response.status} ${response.statusText}` };
+  }
+  if (!response.ok) {
+    const detail = typeof payload.detail === "string" ? payload.detail : JSON.stringify(payload.detail);
+    throw new Error(`${response.status}: ${detail}`);
+  }
+  return payload;
+}
+
+async function showModelInfo() {
+  try {
+    const info = await (await fetch("/v1/models")).json();
+    const served = info.models.find((m) => m.name === info.served);
+    const acc = served && served.test_accuracy != null ? `, test accuracy ${percent(served.test_accuracy)}` : "";
+    const params = served && served.params ? `, ${(served.params / 1e6).toFixed(2)} M parameters` : "";
+    el.model.textContent = `model: ${info.served}${params}${acc}`;
+  } catch (_) {
+    el.model.textContent = "model info unavailable";
+  }
+}
+
+// ------------------------------------------------------------------ drawing
+
+function drawImage(source, width, height) {
+  el.canvas.width = width;
+  el.canvas.height = height;
+  ctx.drawImage(source, 0, 0, width, height);
+}
+
+function drawBoxes(faces) {
+  const line = Math.max(2, Math.round(el.canvas.width / 250));
+  const fontSize = Math.max(12, Math.round(el.canvas.width / 40));
+  ctx.font = `600 ${fontSize}px system-ui, sans-serif`;
+  ctx.textBaseline = "bottom";
+  let drawn = 0;
+  faces.forEach((face, i) => {
+    if (!face.box) return;
+    const { x, y, w, h } = face.box;
+    const color = COLORS[face.label] || "#ffffff";
+    ctx.lineWidth = line;
+    ctx.strokeStyle = color;
+    ctx.strokeRect(x, y, w, h);
+    const tag = `${i + 1}. ${face.label} ${percent(face.score)}`;
+    const tagWidth = ctx.measureText(tag).width + 8;
+    const tagTop = y - fontSize - 6 >= 0 ? y - fontSize - 6 : y + h;
+    ctx.fillStyle = color;
+    ctx.fillRect(x - line / 2, tagTop, tagWidth, fontSize + 6);
+    ctx.fillStyle = "#ffffff";
+    ctx.fillText(tag, x + 4 - line / 2, tagTop + fontSize + 4);
+    drawn += 1;
+  });
+  el.canvas.dataset.boxes = String(drawn);
+}
+
+// ------------------------------------------------------------------ result cards
+
+function renderBars(list, probabilities, top) {
+  list.replaceChildren();
+  for (const emotion of EMOTIONS) {
+    const p = probabilities[emotion] ?? 0;
+    const item = document.createElement("li");
+    item.dataset.emotion = emotion;
+    item.classList.toggle("top", emotion === top);
+    const name = document.createElement("span");
+    name.textContent = emotion;
+    const track = document.createElement("span");
+    track.className = "track";
+    const fill = document.createElement("span");
+    fill.className = "fill";
+    fill.style.display = "block";
+    fill.style.width = `${(100 * p).toFixed(1)}%`;
+    fill.style.background = COLORS[emotion];
+    track.append(fill);
+    const pct = document.createElement("span");
+    pct.className = "pct";
+    pct.textContent = percent(p);
+    item.append(name, track, pct);
+    list.append(item);
+  }
+}
+
+function renderFace(face, index) {
+  const card = el.template.content.firstElementChild.cloneNode(true);
+  card.dataset.index = String(index);
+  card.dataset.label = face.label;
+  card.dataset.score = String(face.score);
+  if (face.box) card.dataset.box = `${face.box.x},${face.box.y},${face.box.w},${face.box.h}`;
+  card.querySelector(".swatch").style.background = COLORS[face.label];
+  card.querySelector(".title").textContent = `Face ${index + 1}:`;
+  card.querySelector(".label").textContent = face.label;
+  card.querySelector(".score").textContent = percent(face.score);
+  renderBars(card.querySelector(".bars"), face.probabilities, face.label);
+  return card;
+}
+
+function renderResults(result) {
+  const faces = result.faces || [];
+  el.results.dataset.faces = String(faces.length);
+  el.results.dataset.topLabel = faces.length ? faces[0].label : "";
+  if (!faces.length) {
+    const empty = document.createElement("p");
+    empty.className = "empty";
+    empty.textContent = result.note || "No face found.";
+    el.results.replaceChildren(empty);
+  } else {
+    el.results.replaceChildren(...faces.map(renderFace));
+  }
+  el.results.dataset.state = "done";
+}
+
+// ------------------------------------------------------------------ photo
+
+async function handleFile(file) {
+  if (!file) return;
+  stopWebcam();
+  el.results.dataset.state = "busy";
+  setStatus(`Recognising ${file.name}…`);
+  let bitmap = null;
+  try {
+    bitmap = await createImageBitmap(file); // applies EXIF orientation, like the server
+  } catch (_) {
+    bitmap = null; // the server will say why it is not an image
+  }
+  try {
+    const result = await predict(file);
+    if (bitmap) drawImage(bitmap, bitmap.width, bitmap.height);
+    drawBoxes(result.faces || []);
+    renderResults(result);
+    const n = (result.faces || []).length;
+    setStatus(n ? `${n} face${n > 1 ? "s" : ""} in ${file.name}.` : `No face found in ${file.name}.`);
+  } catch (err) {
+    el.results.dataset.state = "error";
+    setStatus(err.message, true);
+  }
+}
+
+el.file.addEventListener("change", () => handleFile(el.file.files[0]));
+el.drop.addEventListener("dragover", (event) => {
+  event.preventDefault();
+  el.drop.classList.add("over");
+});
+el.drop.addEventListener("dragleave", () => el.drop.classList.remove("over"));
+el.drop.addEventListener("drop", (event) => {
+  event.preventDefault();
+  el.drop.classList.remove("over");
+  handleFile(event.dataTransfer.files[0]);
+});
+
+// ------------------------------------------------------------------ webcam
+
+function frameToBlob(frame) {
+  return new Promise((resolve) => frame.toBlob(resolve, "image/jpeg", 0.85));
+}
+
+async function webcamTick() {
+  if (!webcam) return;
+  const started = performance.now();
+  const { videoWidth: vw, videoHeight: vh } = el.video;
+  if (vw && vh) {
+    const scale = Math.min(1, WEBCAM_MAX_WIDTH / vw);
+    const frame = document.createElement("canvas");
+    frame.width = Math.round(vw * scale);
+    frame.height = Math.round(vh * scale);
+    frame.getContext("2d").drawImage(el.video, 0, 0, frame.width, frame.height);
+    try {
+      const result = await predict(await frameToBlob(frame));
+      if (!webcam) return;
+      drawImage(frame, frame.width, frame.height); // the frame that was analysed, so boxes line up
+      drawBoxes(result.faces || []);
+      renderResults(result);
+      el.fps.textContent = `${Math.round(performance.now() - started)} ms per frame`;
+      setStatus("Webcam: live predictions.");
+    } catch (err) {
+      setStatus(err.message, true);
+    }
+  }
+  if (webcam) {
+    const wait = Math.max(0, WEBCAM_INTERVAL_MS - (performance.now() - started));
+    webcam.timer = setTimeout(webcamTick, wait);
+  }
+}
+
+async function startWebcam() {
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    setStatus("This browser cannot open a webcam here (it needs https or localhost).", true);
+    return;
+  }
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640 }, audio: false });
+    webcam = { stream, timer: null };
+    el.video.srcObject = stream;
+    await el.video.play();
+    el.webcam.textContent = "Stop webcam";
+    el.webcam.classList.add("active");
+    setStatus("Webcam started…");
+    webcamTick();
+  } catch (err) {
+    webcam = null;
+    setStatus(`Cannot start the webcam: ${err.message}`, true);
+  }
+}
+
+function stopWebcam() {
+  if (!webcam) return;
+  clearTimeout(webcam.timer);
+  webcam.stream.getTracks().forEach((track) => track.stop());
+  webcam = null;
+  el.video.srcObject = null;
+  el.webcam.textContent = "Start webcam";
+  el.webcam.classList.remove("active");
+  el.fps.textContent = "";
+  setStatus("Webcam stopped.");
+}
+
+el.webcam.addEventListener("click", () => (webcam ? stopWebcam() : startWebcam()));
+showModelInfo();

@@ -1,0 +1,106 @@
+"""Shared fixtures: where the shared data lives, and a real ``ferkit serve`` on a loopback port.
+
+Add fixtures here in small, separate blocks; tests for one area keep their own helpers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ferkit.serve.launch import ServerProcess
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------- shared data
+
+def shared_dir() -> Path:
+    """``$FERKIT_SHARED`` or the ``shared/`` folder beside the repository."""
+    return Path(os.environ.get("FERKIT_SHARED", REPO.parent / "shared")).resolve()
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    path = shared_dir()
+    if not path.is_dir():
+        pytest.skip(f"shared data folder {path} not found (set FERKIT_SHARED)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def astronaut_png(shared: Path) -> Path:
+    """A real photo with one smiling face."""
+    path = shared / "data" / "photos" / "astronaut.png"
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    return path
+
+
+# ---------------------------------------------------------------- a real server
+
+@pytest.fixture(scope="session")
+def ferkit_server() -> Iterator[ServerProcess]:
+    """One ``python -m ferkit serve`` subprocess for the whole session (loading the model is the
+    slow part), with the default limits."""
+    with ServerProcess(cwd=REPO) as server:
+        yield server
+
+
+# ---------------------------------------------------------------- recognition
+
+@pytest.fixture(scope="session")
+def recognizer():
+    """The default model with the Haar detector on the torch backend, loaded once."""
+    from ferkit.inference import Recognizer
+
+    return Recognizer()
+
+
+# ---------------------------------------------------------------- FER2013 slices
+
+@pytest.fixture(scope="session")
+def fer_csv(shared: Path) -> Path:
+    path = shared / "data" / "fer2013" / "fer2013.csv.gz"
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    return path
+
+
+@pytest.fixture(scope="session")
+def fer_tarball(shared: Path) -> Path:
+    path = shared / "data" / "fer2013" / "fer2013-images.tar.gz"
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    return path
+
+
+@pytest.fixture(scope="session")
+def fer_slice_csv(fer_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real slice of the challenge CSV: 640 Training, 128 PublicTest, 128 PrivateTest rows."""
+    import gzip
+
+    want = {"Training": 640, "PublicTest": 128, "PrivateTest": 128}
+    out = tmp_path_factory.mktemp("fer") / "fer_slice.csv"
+    with gzip.open(fer_csv, "rt") as src, open(out, "w") as dst:
+        dst.write(src.readline())
+        for line in src:
+            usage = line.rstrip().rsplit(",", 1)[1]
+            if want.get(usage, 0) > 0:
+                want[usage] -= 1
+                dst.write(line)
+            if not any(want.values()):
+                break
+    return out
+
+
+def run_ferkit(*args: str, timeout: float = 600, **kwargs):
+    """Run ``python -m ferkit`` as a real subprocess from the repository root."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "ferkit", *map(str, args)], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout, **kwargs)

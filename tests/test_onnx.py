@@ -1,0 +1,69 @@
+"""``ferkit export --format onnx`` and the onnxruntime backend agree with PyTorch."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from ferkit.cli import main
+from ferkit.imageio import load_image
+from ferkit.inference import Recognizer
+from ferkit.inference.backends import TorchBackend
+from ferkit.inference.synthetic import group_photo
+from ferkit.weights import load_model
+
+
+@pytest.fixture(scope="module")
+def faces(recognizer, astronaut_png) -> np.ndarray:
+    """Real face crops (the portrait and three pasted copies) plus random and flat patches."""
+    real = [recognizer.locate(image)[1] for image in (load_image(astronaut_png), group_photo(astronaut_png))]
+    noise = np.random.default_rng(0).integers(0, 256, (3, 48, 48), dtype=np.uint8)
+    flat = np.stack([np.zeros((48, 48), np.uint8), np.full((48, 48), 255, np.uint8)])
+    return np.concatenate([*real, noise, flat])
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("onnx") / "paper.onnx"
+    assert main(["export", "--model", "paper", "--format", "onnx", "--out", str(path)]) == 0
+    return str(path)
+
+
+def test_export_is_a_valid_graph_with_a_dynamic_batch(exported):
+    model = onnx.load(exported)
+    onnx.checker.check_model(model)
+    (inp,) = model.graph.input
+    assert inp.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    dims = inp.type.tensor_type.shape.dim
+    assert dims[0].dim_param and [d.dim_value for d in dims[1:]] == [48, 48]
+    props = {p.key: p.value for p in model.metadata_props}
+    assert json.loads(props["classes"])[3] == "happy" and props["ferkit_model"] == "paper"
+
+
+def test_onnxruntime_matches_torch_within_1e4(exported, faces):
+    session = ort.InferenceSession(exported, providers=["CPUExecutionProvider"])
+    torch_probs = TorchBackend(load_model("paper")[0]).probabilities(faces)
+    for batch in (faces[:1], faces):  # batch 1 and batch N through the same graph
+        onnx_probs = session.run(None, {"faces": batch})[0]
+        assert onnx_probs.shape == (len(batch), 7)
+        assert np.abs(onnx_probs - torch_probs[: len(batch)]).max() < 1e-4
+
+
+def test_onnx_backend_recognizer_matches_torch(recognizer, astronaut_png):
+    onnx_rec = Recognizer(backend="onnx")
+    image = group_photo(astronaut_png)
+    a, b = recognizer.predict(image), onnx_rec.predict(image)
+    assert [f.box for f in a.faces] == [f.box for f in b.faces] and len(a.faces) == 3
+    for fa, fb in zip(a.faces, b.faces, strict=True):
+        assert fa.label == fb.label
+        diff = np.array(list(fa.probabilities.values())) - list(fb.probabilities.values())
+        assert np.abs(diff).max() < 1e-4
+
+
+def test_unknown_model_is_a_clear_error(tmp_path, capsys):
+    code = main(["export", "--model", "nonexistent-model", "--out", str(tmp_path / "x.onnx")])
+    assert code == 2 and "unknown model" in capsys.readouterr().err

@@ -1,0 +1,68 @@
+"""``ferkit video`` on a 300-frame 640x480 video of a real face moving, made at test time."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from itertools import islice
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from ferkit.cli import main
+from ferkit.inference.synthetic import moving_face_frames, write_video
+from ferkit.inference.video import VideoAnalyzer
+
+REPO = Path(__file__).resolve().parents[1]
+FRAMES = 300
+
+
+@pytest.fixture(scope="module")
+def face_video(astronaut_png, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("video") / "moving_face.mp4"
+    return write_video(moving_face_frames(astronaut_png, FRAMES), path, fps=30)
+
+
+def test_video_csv_plot_and_annotated_output(face_video, tmp_path):
+    out, table, plot = tmp_path / "annotated.mp4", tmp_path / "frames.csv", tmp_path / "emotions.png"
+    proc = subprocess.run(
+        [sys.executable, "-m", "ferkit", "video", str(face_video), "--out", str(out), "--csv", str(table),
+         "--plot", str(plot)], cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "frames/s" in proc.stderr and "Traceback" not in proc.stderr
+    rows = list(csv.DictReader(table.open()))
+    assert len(rows) >= FRAMES
+    assert {r["face_id"] for r in rows} == {"1"}  # one face, one id all the way through
+    assert [int(r["frame"]) for r in rows] == list(range(FRAMES))
+    assert abs(float(rows[-1]["time_s"]) - (FRAMES - 1) / 30) < 1e-3
+    assert abs(sum(float(rows[0][c]) for c in ("angry", "disgust", "fear", "happy", "sad", "surprise",
+                                                 "neutral")) - 1) < 1e-3
+    cap = cv2.VideoCapture(str(out))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == FRAMES
+    assert (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (640, 480)
+    cap.release()
+    assert plot.stat().st_size > 10_000 and plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_every_nth_frame_is_analysed_and_the_rest_reuse_it(recognizer, astronaut_png):
+    analyzer = VideoAnalyzer(recognizer, every=3)
+    frames = islice(moving_face_frames(astronaut_png, FRAMES), 7)
+    results = [analyzer.analyse(i, f) for i, f in enumerate(frames)]
+    assert [analysed for _, _, analysed in results] == [True, False, False, True, False, False, True]
+    assert results[1][0] is results[0][0] and all(ids == [1] for _, ids, _ in results)
+
+
+def test_missing_camera_is_a_clear_error(capsys):
+    assert main(["video", "--camera", "97", "--quiet"]) == 2
+    assert "cannot open camera 97" in capsys.readouterr().err
+
+
+def test_unreadable_video_is_a_clear_error(tmp_path, capsys):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    assert main(["video", str(bad), "--quiet"]) == 2
+    assert "bad.mp4" in capsys.readouterr().err
