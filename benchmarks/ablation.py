@@ -58,9 +58,13 @@ def main() -> None:
                          "train_minutes": s["train_minutes"], "best_epoch": s["best_epoch"],
                          "command": command})
             print(f"{name:40s} seed {seed}: acc {m['accuracy']:.4f}", flush=True)
+            write(rows, args.seeds)  # after every row: a cut-short study still leaves its table
+
+
+def write(rows: list[dict], seeds: list[int]) -> None:
     results = REPO / "results"
     (results / "ablation.json").write_text(json.dumps(rows, indent=2) + "\n")
-    (results / "ablation.md").write_text(render(rows, args.seeds))
+    (results / "ablation.md").write_text(render(rows, seeds))
 
 
 def render(rows: list[dict], seeds: list[int]) -> str:
