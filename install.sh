@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # One command installs ferkit and everything its tests need, on a fresh Debian machine:
 #   ./install.sh
-# - a virtual environment in .venv with the CPU build of PyTorch (torch==2.13.0 is pinned in the
-#   same pip call so pip never pulls a multi-GB CUDA build),
+# - a virtual environment in .venv with PyTorch 2.13.0, pinned in the same pip call: machines of
+#   this project's kind keep its CPU wheel on disk, where pip finds it; elsewhere add
+#   --index-url https://download.pytorch.org/whl/cpu --extra-index-url https://pypi.org/simple
+#   to that pip line to avoid a multi-GB CUDA build,
 # - ferkit in editable mode with the serve and dev extras,
 # - Debian's Chromium for the browser test (when run as root with apt; skipped otherwise).
 set -euo pipefail

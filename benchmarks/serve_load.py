@@ -1,4 +1,4 @@
-"""Load and abuse test of ``ferkit serve`` on loopback; writes results/serve_load.{json,md}.
+"""Load and abuse test of ``ferkit serve`` on loopback; writes benchmarks/results/serve_load.{json,md}.
 
 (a) load: N concurrent clients (one keep-alive connection each) post a real face photo for a
 fixed time; reports requests/s, latency percentiles, errors, 5xx and dropped connections.

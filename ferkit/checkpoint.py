@@ -71,7 +71,10 @@ def load_model_file(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         state = load_file(path)
     except Exception as exc:  # safetensors raises its own error types
         raise FerkitError(f"{path}: cannot read weights: {exc}") from None
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError:  # same names, other shapes: the card does not describe these weights
+        missing, unexpected = ["shapes"], []
     if missing or unexpected:
         raise FerkitError(f"{path}: weights do not match architecture {card['arch']!r}")
     return model.eval(), card

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from ferkit.augment import AugmentConfig
 from ferkit.errors import FerkitError
@@ -41,6 +40,13 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
+CHOICES = {
+    "schedule": ("none", "cosine", "plateau"),
+    "amp": ("auto", "bf16", "fp16", "off"),
+    "split": ("canonical", "paper"),
+}
+
+
 def _coerce(text: str) -> Any:
     """Parse an override value as TOML (numbers, booleans, lists), else keep it as a string."""
     try:
@@ -66,7 +72,11 @@ def build_config(raw: dict[str, Any]) -> TrainConfig:
     aug_known = {f.name for f in dataclasses.fields(AugmentConfig)}
     if set(aug) - aug_known:
         raise FerkitError(f"unknown augment key(s): {', '.join(sorted(set(aug) - aug_known))}")
-    return TrainConfig(**raw, augment=AugmentConfig(**aug))
+    cfg = TrainConfig(**raw, augment=AugmentConfig(**aug))
+    for key, allowed in CHOICES.items():
+        if getattr(cfg, key) not in allowed:
+            raise FerkitError(f"{key}={getattr(cfg, key)!r} is not one of {', '.join(allowed)}")
+    return cfg
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:

@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 
 from ferkit.augment import hflip
+from ferkit.errors import FerkitError
 from ferkit.labels import CLASSES, NUM_CLASSES
 from ferkit.preprocess import to_model_input
 
@@ -91,17 +92,21 @@ def evaluate_model(
     ``exclude_train_duplicates`` test images that are pixel copies of Training images are dropped.
     """
     from ferkit.data import OTHER, load_data, split_data
-    from ferkit.data.summary import leaked_test_mask
+    from ferkit.data.summary import leaked_mask
     from ferkit.weights import load_model
 
     net, card = load_model(model)
     data = load_data(data_path)
     if (data.usage == OTHER).all():
-        part, split = data, "all"
+        part, split, train = data, "all", None
     else:
-        part = split_data(data, protocol, split_seed)[split]
+        splits = split_data(data, protocol, split_seed)
+        part, train = splits[split], splits["train"]
     if exclude_train_duplicates:
-        part = part.subset(np.flatnonzero(~leaked_test_mask(data, part)))
+        if train is None or split == "train":
+            raise FerkitError("--exclude-train-duplicates needs a val or test split of a data set with "
+                              "a training split")
+        part = part.subset(np.flatnonzero(~leaked_mask(train, part)))
     logits = predict_logits(net, part.images, tta=tta)
     metrics = compute_metrics(part.labels.numpy(), logits.argmax(1).numpy())
     return metrics | {"model": card.get("name", str(model)), "data": str(data_path), "split": split,

@@ -106,9 +106,13 @@ def array_to_rgb(arr: np.ndarray, color: str = "rgb") -> np.ndarray:
     """Normalise a numpy image (gray HxW / HxWx1, RGB, BGR, with or without alpha) to RGB uint8."""
     if arr.size == 0 or arr.ndim not in (2, 3):
         raise ImageError(f"array of shape {arr.shape} is not an image")
+    if color not in ("rgb", "bgr", "gray"):
+        raise ValueError(f"color must be 'rgb', 'bgr' or 'gray', not {color!r}")
     if arr.dtype != np.uint8:
         if np.issubdtype(arr.dtype, np.floating) and arr.max(initial=0) <= 1.0:
             arr = arr * 255.0
+        elif np.issubdtype(arr.dtype, np.integer) and arr.max(initial=0) > 255:
+            arr = arr * (255.0 / arr.max())  # 16-bit images: scale, as the file path does
         arr = np.clip(arr, 0, 255).astype(np.uint8)
     if arr.ndim == 2 or arr.shape[2] == 1:
         gray = arr.reshape(arr.shape[0], arr.shape[1])

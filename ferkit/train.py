@@ -91,6 +91,7 @@ def train_one_epoch(
     state: RunState,
     info: distributed.DistInfo,
     amp: torch.dtype | None,
+    scaler: torch.amp.GradScaler,
 ) -> dict[str, float]:
     model.train()
     gen = epoch_generator(cfg.seed, state.epoch)
@@ -118,8 +119,9 @@ def train_one_epoch(
             logits = model(x)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()  # a no-op scaler unless fp16, whose gradients can underflow
+        scaler.step(opt)
+        scaler.update()
         loss_sum += loss.item() * len(y)
         correct += (logits.argmax(1) == y).sum().item()
         seen += len(y)
@@ -178,6 +180,8 @@ def load_splits(cfg: TrainConfig, data_path: str | Path) -> dict[str, FerData]:
     splits = split_data(load_data(data_path), cfg.split, cfg.split_seed)
     splits["train"] = limit(splits["train"], cfg.limit_train)
     splits["val"] = limit(splits["val"], cfg.limit_val)
+    if not len(splits["val"]) or not len(splits["test"]):
+        raise FerkitError(f"{data_path}: the {cfg.split} split leaves no validation or test images")
     if len(splits["train"]) < cfg.batch_size:
         raise FerkitError(f"{len(splits['train'])} training images, fewer than one batch")
     return splits
@@ -223,10 +227,11 @@ def fit(
         if cfg.compile:
             net = torch.compile(net)
         amp = autocast_dtype(cfg, info.device)
+        scaler = torch.amp.GradScaler(info.device.type, enabled=amp is torch.float16)
         stop = state.best_epoch >= 0 and cfg.patience and state.epoch - state.best_epoch >= cfg.patience
         while state.epoch < cfg.epochs and not stop:
             row = {"epoch": state.epoch + 1}
-            row |= train_one_epoch(net, opt, splits["train"], cfg, state, info, amp)
+            row |= train_one_epoch(net, opt, splits["train"], cfg, state, info, amp, scaler)
             row |= validate(net, splits["val"], cfg, info, amp)
             state.epoch += 1
             state.history.append(row)

@@ -78,7 +78,7 @@ def test_predict_astronaut_finds_one_happy_face(client: httpx.Client, astronaut_
     assert len(result["faces"]) == 1
     box = result["faces"][0]["box"]
     assert box["w"] > 20 and 0 <= box["x"] and box["x"] + box["w"] <= result["width"]
-    assert result["faces"][0]["label"] == "happy"  # needs the real model, not the placeholder
+    assert result["faces"][0]["label"] == "happy"
 
 
 def test_raw_body_gives_the_same_answer_as_multipart(client: httpx.Client, astronaut_png: Path) -> None:
@@ -92,8 +92,6 @@ def test_same_json_as_cli_predict(client: httpx.Client, astronaut_png: Path) -> 
     """The API's body equals ``ferkit predict --json`` for the same image (bar the source name)."""
     run = subprocess.run([sys.executable, "-m", "ferkit", "predict", "--json", str(astronaut_png)],
                          capture_output=True, text=True, timeout=300)
-    if run.returncode != 0 and "invalid choice: 'predict'" in run.stderr:
-        pytest.skip("`ferkit predict` is not available yet")
     assert run.returncode == 0, run.stderr
     cli = json.loads(run.stdout.splitlines()[0])  # JSON Lines, one object per image
     api = client.post("/v1/predict", files={"file": (astronaut_png.name, astronaut_png.read_bytes())}).json()

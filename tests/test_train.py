@@ -32,8 +32,12 @@ def test_small_model_overfits_64_images(fer_slice_csv, tmp_path):
 
 def _train_cmd(data: Path, out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "ferkit", "train", "--data", str(data), "--out", str(out), *extra,
-            *TINY, "epochs=3", "batch_size=32", "patience=0", "limit_val=64", "model.stem=[16,32]",
+            *TINY, "epochs=3", "batch_size=16", "patience=0", "limit_val=64", "model.stem=[16,32]",
             "model.widths=[32,64]"]
+
+
+def _checkpointed(out: Path) -> bool:
+    return (out / "checkpoint.pt").is_file()
 
 
 def _epochs_done(out: Path) -> int:
@@ -50,9 +54,8 @@ def test_resume_after_kill_gives_the_same_weights(fer_slice_csv, tmp_path):
     proc = subprocess.Popen(_train_cmd(fer_slice_csv, killed), cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
-    while _epochs_done(killed) < 1 and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-    time.sleep(0.3)  # well into epoch 2
+    while not _checkpointed(killed) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done = _epochs_done(killed)

@@ -1,11 +1,12 @@
 """The web page in a real headless Chromium (Playwright), against a real ``ferkit serve``.
 
 Uses the system's Chromium (``apt-get install chromium``), never a browser that Playwright would
-download. Saves a screenshot to docs/web-page.png for the README.
+download. With FERKIT_UPDATE_DOCS=1 it saves the screenshot docs/web-page.png for the README.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -76,19 +77,20 @@ def test_uploading_the_astronaut_boxes_one_happy_face(page, astronaut_png: Path)
     assert page.get_attribute("#canvas", "data-boxes") == "1"
     width, height = page.evaluate("[document.getElementById('canvas').width, "
                                   "document.getElementById('canvas').height]")
-    assert width > 300 and height > 300  # the photo itself, not the placeholder canvas
+    assert width > 300 and height > 300  # the photo itself, not the empty canvas
     face = page.locator(".face").first
     assert len(page.locator(".face .bars li").all()) == 7
-    page.screenshot(path=str(SCREENSHOT), full_page=True)  # the README shows it, whatever the label
     label = face.get_attribute("data-label")
     # The box is really drawn: the middle of its left edge has the colour of the face's swatch.
     x, y, w, h = (int(v) for v in face.get_attribute("data-box").split(","))
     swatch = face.locator(".swatch").evaluate("el => getComputedStyle(el).backgroundColor")
     assert canvas_pixel(page, x, y + h // 2) == parse_rgb(swatch)
-    assert label == "happy", f"top label is {label!r} (the placeholder model is ~26% accurate)"
+    assert label == "happy", f"top label is {label!r}"
     assert page.text_content(".face .label") == "happy"
     assert page.get_attribute("#results", "data-top-label") == "happy"
     assert page.errors == []
+    if os.environ.get("FERKIT_UPDATE_DOCS") == "1":  # the README's screenshot, from a passing run
+        page.screenshot(path=str(SCREENSHOT), full_page=True)
 
 
 def test_a_photo_without_a_face_says_so(page, tmp_path: Path) -> None:

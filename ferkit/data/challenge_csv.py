@@ -18,7 +18,7 @@ REQUIRED_COLUMNS = ("emotion", "pixels")
 
 
 def _open_text(path: Path):
-    if path.suffix == ".gz":
+    if path.suffix.lower() == ".gz":
         return gzip.open(path, "rt", newline="")
     return open(path, newline="")
 
@@ -70,6 +70,8 @@ def load_challenge_csv(path: str | Path) -> FerData:
             i_emotion, i_pixels = header.index("emotion"), header.index("pixels")
             i_usage = header.index("Usage") if "Usage" in header else None
             for row_no, row in enumerate(reader, start=2):
+                if not row:
+                    continue  # a blank line
                 where = f"{path} row {row_no}"
                 if len(row) != len(header):
                     raise DataError(f"{where}: {len(row)} fields, expected {len(header)}")

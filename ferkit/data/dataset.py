@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ferkit.labels import CLASSES, NUM_CLASSES
+from ferkit.labels import NUM_CLASSES
 
 # FER2013's Usage column; OTHER marks images with no challenge split (a class-folder data set).
 USAGES: tuple[str, ...] = ("Training", "PublicTest", "PrivateTest")
@@ -48,9 +48,6 @@ class FerData:
 
     def class_counts(self) -> list[int]:
         return torch.bincount(self.labels, minlength=NUM_CLASSES).tolist()
-
-    def present_classes(self) -> list[str]:
-        return [c for c, n in zip(CLASSES, self.class_counts()) if n > 0]
 
 
 def stack(images: list[np.ndarray]) -> torch.Tensor:

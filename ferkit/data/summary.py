@@ -61,9 +61,9 @@ def find_suspects(data: FerData) -> Suspects:
     return Suspects(blank, dups, cross, conflicting)
 
 
-def leaked_test_mask(data: FerData, test: FerData) -> np.ndarray:
-    """True for each ``test`` image that is an exact pixel copy of a Training image in ``data``."""
-    train_hashes = {h for h, u in zip(image_hashes(data), data.usage) if u == 0}
+def leaked_mask(train: FerData, test: FerData) -> np.ndarray:
+    """True for each ``test`` image that is an exact pixel copy of an image in ``train``."""
+    train_hashes = set(image_hashes(train))
     return np.array([h in train_hashes for h in image_hashes(test)], dtype=bool)
 
 

@@ -6,6 +6,8 @@ from collections.abc import Callable
 
 import torch.nn as nn
 
+from ferkit.errors import FerkitError
+
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
 
@@ -23,8 +25,11 @@ def create_model(arch: str, **kwargs) -> nn.Module:
         fn = _REGISTRY[arch]
     except KeyError:
         known = ", ".join(sorted(_REGISTRY))
-        raise KeyError(f"unknown architecture {arch!r}; known: {known}") from None
-    return fn(**kwargs)
+        raise FerkitError(f"unknown architecture {arch!r}; known: {known}") from None
+    try:
+        return fn(**kwargs)
+    except TypeError as exc:  # a misspelt model.* override
+        raise FerkitError(f"bad model option for {arch!r}: {exc}") from None
 
 
 def list_architectures() -> list[str]:

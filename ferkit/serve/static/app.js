@@ -156,8 +156,11 @@ function renderResults(result) {
 
 // ------------------------------------------------------------------ photo
 
+let latestUpload = 0; // only the newest upload may draw: a slow earlier answer must not
+
 async function handleFile(file) {
   if (!file) return;
+  const upload = ++latestUpload;
   stopWebcam();
   el.results.dataset.state = "busy";
   setStatus(`Recognising ${file.name}…`);
@@ -169,12 +172,19 @@ async function handleFile(file) {
   }
   try {
     const result = await predict(file);
-    if (bitmap) drawImage(bitmap, bitmap.width, bitmap.height);
+    if (upload !== latestUpload) return;
+    if (bitmap) {
+      drawImage(bitmap, bitmap.width, bitmap.height);
+    } else {
+      // The browser cannot show this format (TIFF, PGM...): no photo, so no stale one either.
+      ctx.clearRect(0, 0, el.canvas.width, el.canvas.height);
+    }
     drawBoxes(result.faces || []);
     renderResults(result);
     const n = (result.faces || []).length;
     setStatus(n ? `${n} face${n > 1 ? "s" : ""} in ${file.name}.` : `No face found in ${file.name}.`);
   } catch (err) {
+    if (upload !== latestUpload) return;
     el.results.dataset.state = "error";
     setStatus(err.message, true);
   }
