@@ -82,8 +82,8 @@ def render(rows: list[dict], seeds: list[int]) -> str:
               "separable convolutions cost accuracy. A budget this short favours models that fit fast; "
               "whether those parts pay off over longer runs this table does not show (the full recipe "
               "of `configs/paper.toml`, 40 epochs at full width, reaches 68.49% on PrivateTest, but no "
-              "ablated model was trained that long). One seed per row: seed-to-seed variation was not measured, "
-              "so small differences between rows may be noise.",
+              "ablated model was trained that long). One seed per row: seed-to-seed variation was not "
+              "measured, so small differences between rows may be noise.",
               "", "Commands (run from the repository root):", "", "```"]
     lines += [r["command"] for r in rows]
     lines += ["```", "", "Budget:", "", "```toml", config.strip(), "```", ""]
