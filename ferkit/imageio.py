@@ -17,6 +17,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ferkit.errors import ImageError
 
+# Image file names the loaders and `ferkit predict` pick up from folders.
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+)
+
 # Refuse images above this many pixels before decoding them (a 40-megapixel photo is fine).
 MAX_PIXELS = 80_000_000
 

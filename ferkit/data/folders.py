@@ -13,10 +13,9 @@ from PIL import Image
 
 from ferkit.data.dataset import OTHER, USAGES, FerData, stack
 from ferkit.errors import DataError, ImageError
-from ferkit.imageio import load_gray
+from ferkit.imageio import IMAGE_SUFFIXES, load_gray
 from ferkit.labels import class_index
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".pgm"}
 _USAGE_PREFIX = re.compile(r"^(Training|PublicTest|PrivateTest)_(\d+)")
 
 

@@ -19,14 +19,13 @@ from typing import TYPE_CHECKING, TextIO
 import numpy as np
 
 from ferkit.errors import ImageError
-from ferkit.imageio import load_image
+from ferkit.imageio import IMAGE_SUFFIXES, load_image
 from ferkit.inference.types import Prediction, error_json, prediction_json
 from ferkit.labels import CLASSES
 
 if TYPE_CHECKING:
     from ferkit.inference.recognizer import FoundFaces, Recognizer
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 # Images per batch: only their crops are kept, unless annotating, which needs the pictures.
 CHUNK, CHUNK_ANNOTATE = 32, 4
 

@@ -122,11 +122,11 @@ def analyse_video(
     """Run a video (or camera: an int) through ``recognizer`` and write the requested outputs."""
     from tqdm import tqdm
 
+    analyzer = VideoAnalyzer(recognizer, every)  # validates `every` before the capture opens
     cap = open_capture(source)
     camera = isinstance(source, int)
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if not camera else 0
-    analyzer = VideoAnalyzer(recognizer, every)
     records: list[FaceRecord] = []
     summary = VideoSummary()
     writer = rows = csv_file = None
