@@ -157,6 +157,11 @@ def validate(
     return {"val_loss": loss_sum / len(val), "val_acc": correct / len(val)}
 
 
+def patience_exhausted(state: RunState, cfg: TrainConfig) -> bool:
+    """Early stopping: ``patience`` epochs without a better validation accuracy (0: never)."""
+    return bool(cfg.patience) and state.epoch - state.best_epoch >= cfg.patience
+
+
 def update_plateau(state: RunState, val_acc: float) -> None:
     if val_acc > state.plateau_best:
         state.plateau_best, state.plateau_bad = val_acc, 0
@@ -228,7 +233,7 @@ def fit(
             net = torch.compile(net)
         amp = autocast_dtype(cfg, info.device)
         scaler = torch.amp.GradScaler(info.device.type, enabled=amp is torch.float16)
-        stop = state.best_epoch >= 0 and cfg.patience and state.epoch - state.best_epoch >= cfg.patience
+        stop = state.best_epoch >= 0 and patience_exhausted(state, cfg)
         while state.epoch < cfg.epochs and not stop:
             row = {"epoch": state.epoch + 1}
             row |= train_one_epoch(net, opt, splits["train"], cfg, state, info, amp, scaler)
@@ -240,7 +245,7 @@ def fit(
             improved = row["val_acc"] > state.best_acc
             if improved:
                 state.best_acc, state.best_epoch = row["val_acc"], state.epoch
-            stop = bool(cfg.patience) and state.epoch - state.best_epoch >= cfg.patience
+            stop = patience_exhausted(state, cfg)
             if info.is_main:
                 if improved:
                     save_model(model, out / "best", model_card(cfg, command))

@@ -31,13 +31,18 @@ def shared() -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def astronaut_png(shared: Path) -> Path:
-    """A real photo with one smiling face."""
-    path = shared / "data" / "photos" / "astronaut.png"
+def shared_file(shared: Path, *parts: str) -> Path:
+    """A file under the shared data folder, or a skip that says which one is missing."""
+    path = shared.joinpath("data", *parts)
     if not path.is_file():
         pytest.skip(f"{path} not found")
     return path
+
+
+@pytest.fixture(scope="session")
+def astronaut_png(shared: Path) -> Path:
+    """A real photo with one smiling face."""
+    return shared_file(shared, "photos", "astronaut.png")
 
 
 # ---------------------------------------------------------------- a real server
@@ -64,18 +69,12 @@ def recognizer():
 
 @pytest.fixture(scope="session")
 def fer_csv(shared: Path) -> Path:
-    path = shared / "data" / "fer2013" / "fer2013.csv.gz"
-    if not path.is_file():
-        pytest.skip(f"{path} not found")
-    return path
+    return shared_file(shared, "fer2013", "fer2013.csv.gz")
 
 
 @pytest.fixture(scope="session")
 def fer_tarball(shared: Path) -> Path:
-    path = shared / "data" / "fer2013" / "fer2013-images.tar.gz"
-    if not path.is_file():
-        pytest.skip(f"{path} not found")
-    return path
+    return shared_file(shared, "fer2013", "fer2013-images.tar.gz")
 
 
 @pytest.fixture(scope="session")
