@@ -120,37 +120,24 @@ def concurrent_training() -> list[str]:
     return found
 
 
-def model_cost() -> dict:
-    """Parameters and multiply-adds per 48x48 face of the default model (convolutions + linear)."""
+def model_cost(name: str) -> dict:
+    """Parameters and multiply-adds per 48x48 face of a model (convolutions + linear)."""
+    from ferkit.models.summary import count_multiply_adds
     from ferkit.weights import load_model
 
-    model, _ = load_model("default")
-    macs = 0
-
-    def count(module, _inputs, output) -> None:
-        nonlocal macs
-        if isinstance(module, torch.nn.Conv2d):
-            k = module.kernel_size[0] * module.kernel_size[1]
-            macs += output.numel() * module.in_channels // module.groups * k
-        elif isinstance(module, torch.nn.Linear):
-            macs += module.in_features * module.out_features
-
-    hooks = [m.register_forward_hook(count) for m in model.modules()]
-    with torch.no_grad():
-        model(torch.zeros(1, 1, 48, 48))
-    for h in hooks:
-        h.remove()
-    return {"model_params": sum(p.numel() for p in model.parameters()), "model_mmacs": macs / 1e6}
+    model, _ = load_model(name)
+    return {"model_params": sum(p.numel() for p in model.parameters()),
+            "model_mmacs": count_multiply_adds(model) / 1e6}
 
 
-def measure(photo: np.ndarray, photo_path: Path, video: Path, rounds: int, window: float,
-            runs: int) -> tuple[dict, dict]:
+def measure(model: str, photo: np.ndarray, photo_path: Path, video: Path, rounds: int,
+            window: float, runs: int) -> tuple[dict, dict]:
     """ferkit's and fer's numbers, measured in alternation (a window of one, then of the other,
     for ``rounds`` rounds) so that both meet the same load from other jobs."""
     torch.set_num_threads(THREADS)
-    recs = {name: Recognizer(backend=name, threads=THREADS) for name in ("torch", "onnx")}
+    recs = {name: Recognizer(model, backend=name, threads=THREADS) for name in ("torch", "onnx")}
     # One thread: the like of fer's TFLite path, and the least hurt when other jobs hold the cores.
-    recs["onnx_1thread"] = Recognizer(backend="onnx", threads=1)
+    recs["onnx_1thread"] = Recognizer(model, backend="onnx", threads=1)
     fer = start_fer()
     rng = np.random.default_rng(0)
     crops = {1: rng.integers(0, 256, (1, 48, 48), np.uint8), 64: rng.integers(0, 256, (64, 48, 48), np.uint8)}
@@ -175,10 +162,10 @@ def measure(photo: np.ndarray, photo_path: Path, video: Path, rounds: int, windo
                 reply = fer.ask(task="photo", model=fer_name, path=str(photo_path), runs=runs)
                 times.setdefault(f"fer_{fer_name}", []).extend(reply["ms"])
                 fer_faces[fer_name] = reply["faces"]
-    ours = {"model": recs["onnx"].model_name, **model_cost(),
+    ours = {"model": recs["onnx"].model_name, **model_cost(model),
             "crops_per_s": {k: rate_stats(v) for k, v in rates.items() if not k.startswith("fer_")},
             "photo_latency_ms": {k: latency_stats(v) for k, v in times.items() if not k.startswith("fer_")},
-            "photo_faces": len(recs["onnx"].predict(photo).faces), "video": video_runs(video)}
+            "photo_faces": len(recs["onnx"].predict(photo).faces), "video": video_runs(model, video)}
     if isinstance(fer, str):
         return ours, {"skipped": fer}
     theirs = {**fer.ask(task="info"),
@@ -189,13 +176,14 @@ def measure(photo: np.ndarray, photo_path: Path, video: Path, rounds: int, windo
     return ours, theirs
 
 
-def video_runs(video: Path) -> dict:
+def video_runs(model: str, video: Path) -> dict:
     """Frames/s of ``ferkit video`` on the test video: both runtimes, and with outputs written."""
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, backend, files in (("onnx", "onnx", False), ("torch", "torch", False),
                                      ("onnx_with_outputs", "onnx", True)):
-            rec = Recognizer(detector=HaarDetector(max_side=DETECT_SIDE), backend=backend, threads=THREADS)
+            rec = Recognizer(model, detector=HaarDetector(max_side=DETECT_SIDE), backend=backend,
+                             threads=THREADS)
             outputs = {"out": Path(tmp) / "a.mp4", "csv_path": Path(tmp) / "a.csv"} if files else {}
             summary = analyse_video(video, rec, progress=False, **outputs)
             out[name] = {"frames": summary.frames, "faces": summary.faces, "fps": summary.fps}
@@ -311,6 +299,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--photo", help="portrait whose face builds the 3-face photo and the video "
                         "(default: astronaut.png in $FERKIT_SHARED or ../shared)")
+    parser.add_argument("--model", default="paper", help="ferkit model to time (the issue's bars "
+                        "name `paper`; `default` has the same graph)")
     parser.add_argument("--rounds", type=int, default=5, help="alternations of ferkit and fer")
     parser.add_argument("--window", type=float, default=0.6, help="seconds per throughput window")
     parser.add_argument("--runs", type=int, default=3, help="photo latency runs per round")
@@ -325,7 +315,7 @@ def main() -> int:
         photo_path = Path(tmp) / "three_faces.png"
         cv2.imwrite(str(photo_path), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
         video = write_video(moving_face_frames(portrait, args.frames), Path(tmp) / "moving_face.mp4")
-        ours, fer = measure(photo, photo_path, video, args.rounds, args.window, args.runs)
+        ours, fer = measure(args.model, photo, photo_path, video, args.rounds, args.window, args.runs)
     import onnxruntime
 
     training = sorted(set(training_before) | set(concurrent_training()))

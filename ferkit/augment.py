@@ -46,9 +46,9 @@ def sample_erase(n: int, gen: torch.Generator, p: float, size: int = 48) -> torc
     x0 = (r[:, 3] * (size - w)).long()
     ys = torch.arange(size)[None, :, None]
     xs = torch.arange(size)[None, None, :]
-    inside = (ys >= y0[:, None, None]) & (ys < (y0 + h)[:, None, None])
-    inside &= (xs >= x0[:, None, None]) & (xs < (x0 + w)[:, None, None])
-    inside &= (r[:, 4] < p)[:, None, None]
+    rows_in = (ys >= y0[:, None, None]) & (ys < (y0 + h)[:, None, None])  # (n, size, 1)
+    cols_in = (xs >= x0[:, None, None]) & (xs < (x0 + w)[:, None, None])  # (n, 1, size)
+    inside = rows_in & cols_in & (r[:, 4] < p)[:, None, None]
     return (~inside).unsqueeze(1)
 
 

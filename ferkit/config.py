@@ -21,11 +21,14 @@ class TrainConfig:
     epochs: int = 50
     batch_size: int = 64  # global batch (divided among DDP ranks)
     lr: float = 1e-3  # Adam's default
+    optimizer: str = "adam"  # adam (L2 weight decay) | adamw (decoupled weight decay)
     weight_decay: float = 0.0
     schedule: str = "none"  # none | cosine | plateau
     warmup_epochs: float = 0.0
     min_lr: float = 0.0
     label_smoothing: float = 0.0
+    ema_decay: float = 0.0  # exponential moving average of the weights per step; 0 disables it
+    init_from: str = ""  # start from these weights (a shipped model name or .safetensors path)
     patience: int = 10  # early stopping on validation accuracy; 0 disables it
     seed: int = 0
     amp: str = "auto"  # auto | bf16 | fp16 | off
@@ -42,6 +45,7 @@ class TrainConfig:
 
 CHOICES = {
     "schedule": ("none", "cosine", "plateau"),
+    "optimizer": ("adam", "adamw"),
     "amp": ("auto", "bf16", "fp16", "off"),
     "split": ("canonical", "paper"),
 }
@@ -76,6 +80,8 @@ def build_config(raw: dict[str, Any]) -> TrainConfig:
     for key, allowed in CHOICES.items():
         if getattr(cfg, key) not in allowed:
             raise FerkitError(f"{key}={getattr(cfg, key)!r} is not one of {', '.join(allowed)}")
+    if not 0.0 <= cfg.ema_decay < 1.0:
+        raise FerkitError(f"ema_decay={cfg.ema_decay} must be in [0, 1)")
     return cfg
 
 

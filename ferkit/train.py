@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from ferkit import distributed
@@ -29,6 +30,7 @@ from ferkit.checkpoint import (
     load_model_file,
     save_checkpoint,
     save_model,
+    unwrap,
     write_json,
 )
 from ferkit.config import TrainConfig
@@ -92,6 +94,7 @@ def train_one_epoch(
     info: distributed.DistInfo,
     amp: torch.dtype | None,
     scaler: torch.amp.GradScaler,
+    ema: AveragedModel | None = None,
 ) -> dict[str, float]:
     model.train()
     gen = epoch_generator(cfg.seed, state.epoch)
@@ -122,6 +125,8 @@ def train_one_epoch(
         scaler.scale(loss).backward()  # a no-op scaler unless fp16, whose gradients can underflow
         scaler.step(opt)
         scaler.update()
+        if ema is not None:
+            ema.update_parameters(unwrap(model))
         loss_sum += loss.item() * len(y)
         correct += (logits.argmax(1) == y).sum().item()
         seen += len(y)
@@ -192,6 +197,41 @@ def load_splits(cfg: TrainConfig, data_path: str | Path) -> dict[str, FerData]:
     return splits
 
 
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam with Adam's defaults (the paper), or AdamW whose weight decay skips norms and biases."""
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def make_ema(model: nn.Module, cfg: TrainConfig) -> AveragedModel | None:
+    """An exponential moving average of the weights (and batch-norm statistics), or None."""
+    if not cfg.ema_decay:
+        return None
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+
+
+def init_weights(model: nn.Module, cfg: TrainConfig) -> None:
+    """Warm start from a shipped model or a weights file of the same architecture."""
+    if not cfg.init_from:
+        return
+    from ferkit.weights import load_model  # late: ferkit.weights imports this package's models
+
+    source, card = load_model(cfg.init_from)
+    misfit = FerkitError(f"init_from={cfg.init_from!r} ({card['arch']} {card.get('model')}) does not "
+                         f"fit the configured {cfg.arch} {cfg.model}")
+    if card["arch"] != cfg.arch:
+        raise misfit
+    try:
+        model.load_state_dict(source.state_dict())  # strict: every tensor, every shape
+    except RuntimeError:
+        raise misfit from None
+
+
 def fit(
     cfg: TrainConfig, data_path: str | Path, out_dir: str | Path, *, resume: bool = False,
     command: str = "",
@@ -208,15 +248,17 @@ def fit(
             torch.set_num_threads(cfg.threads)
         splits = load_splits(cfg, data_path)
         torch.manual_seed(cfg.seed)
-        model = create_model(cfg.arch, **cfg.model).to(info.device)
-        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        model = create_model(cfg.arch, **cfg.model)
+        init_weights(model, cfg)
+        model = model.to(info.device)
+        opt = make_optimizer(model, cfg)
+        ema = make_ema(model, cfg)
+        amp = autocast_dtype(cfg, info.device)
+        scaler = torch.amp.GradScaler(info.device.type, enabled=amp is torch.float16)
         state = RunState()
         ckpt_path = out / "checkpoint.pt"
         if resume and ckpt_path.is_file():
-            ckpt = load_checkpoint(ckpt_path)
-            model.load_state_dict(ckpt["model"])
-            opt.load_state_dict(ckpt["optimizer"])
-            state = RunState(**ckpt["state"])
+            state = restore(load_checkpoint(ckpt_path), model, opt, ema, scaler)
             if info.is_main:
                 print(f"resuming after epoch {state.epoch} (best val acc {state.best_acc:.4f})",
                       file=sys.stderr)
@@ -231,13 +273,12 @@ def fit(
             net = nn.parallel.DistributedDataParallel(model)
         if cfg.compile:
             net = torch.compile(net)
-        amp = autocast_dtype(cfg, info.device)
-        scaler = torch.amp.GradScaler(info.device.type, enabled=amp is torch.float16)
         stop = state.best_epoch >= 0 and patience_exhausted(state, cfg)
         while state.epoch < cfg.epochs and not stop:
             row = {"epoch": state.epoch + 1}
-            row |= train_one_epoch(net, opt, splits["train"], cfg, state, info, amp, scaler)
-            row |= validate(net, splits["val"], cfg, info, amp)
+            row |= train_one_epoch(net, opt, splits["train"], cfg, state, info, amp, scaler, ema)
+            # With EMA the averaged weights are the ones validated, kept and shipped.
+            row |= validate(net if ema is None else ema, splits["val"], cfg, info, amp)
             state.epoch += 1
             state.history.append(row)
             if cfg.schedule == "plateau":
@@ -248,16 +289,44 @@ def fit(
             stop = patience_exhausted(state, cfg)
             if info.is_main:
                 if improved:
-                    save_model(model, out / "best", model_card(cfg, command))
+                    save_model(model if ema is None else ema.module, out / "best", model_card(cfg, command))
                 write_history(out, state.history)
-                save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                            "state": state.__dict__})
+                save_checkpoint(ckpt_path, checkpoint_of(model, opt, ema, scaler, state))
                 print(format_epoch(row, cfg.epochs, improved), file=sys.stderr, flush=True)
             stop = distributed.broadcast_flag(info, stop)
         checksums = rank_checksums(model, info)
         return finish(cfg, splits, out, state, info, command, checksums)
     finally:
         distributed.teardown(info)
+
+
+def checkpoint_of(
+    model: nn.Module, opt: torch.optim.Optimizer, ema: AveragedModel | None,
+    scaler: torch.amp.GradScaler, state: RunState,
+) -> dict[str, Any]:
+    """Everything a resumed run needs to continue exactly where this one stands."""
+    ckpt = {"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state.__dict__}
+    if ema is not None:
+        ckpt["ema"] = ema.state_dict()
+    if scaler.is_enabled():  # fp16: the loss scale it has learned
+        ckpt["scaler"] = scaler.state_dict()
+    return ckpt
+
+
+def restore(
+    ckpt: dict[str, Any], model: nn.Module, opt: torch.optim.Optimizer, ema: AveragedModel | None,
+    scaler: torch.amp.GradScaler,
+) -> RunState:
+    """Load a :func:`checkpoint_of` dict into the run's objects; returns its RunState."""
+    model.load_state_dict(ckpt["model"])
+    opt.load_state_dict(ckpt["optimizer"])
+    if ema is not None:
+        if "ema" not in ckpt:
+            raise FerkitError("the checkpoint has no weight average: it was trained with ema_decay=0")
+        ema.load_state_dict(ckpt["ema"])
+    if scaler.is_enabled() and "scaler" in ckpt:
+        scaler.load_state_dict(ckpt["scaler"])
+    return RunState(**ckpt["state"])
 
 
 def rank_checksums(model: nn.Module, info: distributed.DistInfo) -> list[list[float]]:

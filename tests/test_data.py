@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import tarfile
 from pathlib import Path
 
@@ -139,10 +140,16 @@ def test_missing_path_and_unreadable_image(tmp_path):
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert f"{bad}: unreadable image" in result.stderr
     (tmp_path / "sad" / "broken.jpg").unlink()
-    (tmp_path / "bored").mkdir()
-    Image.new("L", (48, 48)).save(tmp_path / "bored" / "x.png")
+    (tmp_path / "contempt").mkdir()  # CK+ has an 8th class
+    Image.new("L", (48, 48)).save(tmp_path / "contempt" / "x.png")
     result = run_ferkit("eval", "--data", tmp_path)
-    assert result.returncode != 0 and "unknown class folder 'bored'" in result.stderr
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "no images in folders named after the 7 FER2013 classes" in result.stderr
+    Image.new("L", (48, 48)).save(tmp_path / "sad" / "y.png")
+    result = run_ferkit("eval", "--data", tmp_path, "--json")
+    assert result.returncode == 0, result.stderr
+    assert f"{tmp_path / 'contempt'}: skipped, not one of the 7 FER2013 classes" in result.stderr
+    assert json.loads(result.stdout)["n"] == 1
 
 
 def test_data_summary_writes_figures(fer_slice_csv, tmp_path):

@@ -45,3 +45,17 @@ def test_model_summary_cli_prints_eq1():
     result = run_ferkit("model", "summary", "paper")
     assert result.returncode == 0, result.stderr
     assert "1/C2+1/K^2" in result.stdout and "total parameters" in result.stdout
+
+
+def test_multiply_adds_count_by_hand():
+    from ferkit.models.summary import count_multiply_adds
+
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1),  # 48*48 outputs x 4 channels x 9 taps
+        SeparableConv2d(4, 8),  # depthwise 48*48*4*9, pointwise 48*48*8*4
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 7),
+    )
+    assert count_multiply_adds(net) == 48 * 48 * (4 * 9 + 4 * 9 + 8 * 4) + 8 * 7
+    assert net.training  # left as it was found
+    result = run_ferkit("model", "summary", "paper")
+    assert "multiply-adds per 48x48 face: 59.1 M" in result.stdout

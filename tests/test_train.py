@@ -47,11 +47,17 @@ def _epochs_done(out: Path) -> int:
         return 0
 
 
+# The default model's recipe: its weight average and optimizer state must survive a kill too.
+DEFAULT_RECIPE = ["ema_decay=0.9", "optimizer=adamw", "weight_decay=0.05", "label_smoothing=0.1",
+                  "augment.erase=0.5"]
+
+
 def test_resume_after_kill_gives_the_same_weights(fer_slice_csv, tmp_path):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    subprocess.run(_train_cmd(fer_slice_csv, straight), cwd=REPO, check=True, capture_output=True)
+    subprocess.run(_train_cmd(fer_slice_csv, straight, *DEFAULT_RECIPE), cwd=REPO, check=True,
+                   capture_output=True)
 
-    proc = subprocess.Popen(_train_cmd(fer_slice_csv, killed), cwd=REPO,
+    proc = subprocess.Popen(_train_cmd(fer_slice_csv, killed, *DEFAULT_RECIPE), cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while not _checkpointed(killed) and time.time() < deadline and proc.poll() is None:
@@ -63,7 +69,7 @@ def test_resume_after_kill_gives_the_same_weights(fer_slice_csv, tmp_path):
     assert not (killed / "model.safetensors").exists()
     assert not list(killed.glob(".*.tmp")), "a temporary file survived: writes are not atomic"
 
-    resumed = subprocess.run(_train_cmd(fer_slice_csv, killed, "--resume"), cwd=REPO,
+    resumed = subprocess.run(_train_cmd(fer_slice_csv, killed, "--resume", *DEFAULT_RECIPE), cwd=REPO,
                              capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming after epoch {done}" in resumed.stderr
@@ -102,3 +108,25 @@ def test_run_folder_eval_and_report(fer_slice_csv, tmp_path):
 def test_bad_override_is_one_line():
     result = run_ferkit("train", "--data", "x.csv", "--out", "/tmp/x", "epochz=3")
     assert result.returncode == 2 and "unknown config key(s): epochz" in result.stderr
+
+
+def test_warm_start_loads_the_shipped_weights():
+    from ferkit.models import create_model
+    from ferkit.train import init_weights
+    from ferkit.weights import load_model
+
+    paper, card = load_model("paper")
+    cfg = load_config(None, ["init_from=paper", "model.dropout=0.5"] +
+                      [f"model.{k}={json.dumps(v)}" for k, v in card["model"].items() if k != "dropout"])
+    model = create_model(cfg.arch, **cfg.model)
+    init_weights(model, cfg)
+    theirs = paper.state_dict()
+    for k, v in model.state_dict().items():
+        assert v.equal(theirs[k]), k
+
+
+def test_warm_start_from_another_architecture_is_one_line(fer_slice_csv, tmp_path):
+    result = run_ferkit("train", "--data", fer_slice_csv, "--out", tmp_path, *TINY, "init_from=paper")
+    assert result.returncode == 2
+    assert "init_from='paper'" in result.stderr and "does not fit" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1

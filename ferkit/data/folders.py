@@ -1,9 +1,11 @@
 """Loaders for image folders: the FER2013 ``train/``+``test/`` layout (also straight from its
-``.tar.gz``) and a plain folder of class sub-folders (CK+, JAFFE or any export of that shape)."""
+``.tar.gz``) and a plain folder of class sub-folders (CK+, JAFFE or any export of that shape;
+folders of other classes, such as CK+'s ``contempt/``, are skipped with a warning)."""
 
 from __future__ import annotations
 
 import re
+import sys
 import tarfile
 from pathlib import Path, PurePosixPath
 
@@ -39,6 +41,14 @@ def _class_of(folder: str, where: str) -> int:
         return class_index(folder)
     except KeyError:
         raise DataError(f"{where}: unknown class folder {folder!r}") from None
+
+
+def _is_class(folder: str) -> bool:
+    try:
+        class_index(folder)
+    except KeyError:
+        return False
+    return True
 
 
 def _decode(data: bytes | Path, where: str) -> np.ndarray:
@@ -112,11 +122,15 @@ def load_class_folders(root: str | Path) -> FerData:
     class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not class_dirs:
         raise DataError(f"{root}: no class sub-folders (expected e.g. {root}/happy/*.png)")
-    for d in class_dirs:
-        label = _class_of(d.name, str(d))
+    known = [d for d in class_dirs if _is_class(d.name)]
+    for d in sorted(set(class_dirs) - set(known)):
+        # CK+ has `contempt/`, other sets more: evaluate the classes ferkit knows, say what is left out.
+        print(f"warning: {d}: skipped, not one of the 7 FER2013 classes", file=sys.stderr)
+    for d in known:
+        label = class_index(d.name)
         for file in sorted(d.rglob("*")):
             if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES:
                 entries.append(((label, str(file)), label, OTHER, str(file), _decode(file, str(file))))
     if not entries:
-        raise DataError(f"{root}: the class folders hold no images")
+        raise DataError(f"{root}: no images in folders named after the 7 FER2013 classes")
     return _build(entries, str(root))

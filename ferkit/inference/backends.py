@@ -46,5 +46,5 @@ def make_backend(name: str, model: nn.Module, threads: int | None = None) -> Bac
     if name == "onnx":
         from ferkit.inference.onnx_backend import OnnxBackend
 
-        return OnnxBackend.from_torch(model, threads=threads or 2)
+        return OnnxBackend.from_torch(model, threads=threads)
     raise FerkitError(f"unknown backend {name!r}; use one of {', '.join(BACKENDS)}")

@@ -34,7 +34,7 @@ class Recognizer:
     ``model``: a shipped name ("default", "paper") or a path to ``.safetensors`` with its card.
     ``detector``: "haar" (default), None (every input is an already-cropped face), or any
     object with ``detect(image) -> list[Box]``. ``backend``: "torch" or "onnx" (onnxruntime,
-    ``threads`` intra-op threads, 2 by default; for torch, None keeps torch's setting).
+    ``threads`` intra-op threads, by default the cores up to 8; for torch, None keeps torch's setting).
     """
 
     def __init__(

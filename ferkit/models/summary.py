@@ -1,9 +1,11 @@
-"""Per-layer parameter counts and the paper's Eq. 1 for every separable convolution."""
+"""Per-layer parameter counts, multiply-adds per face, and the paper's Eq. 1 for every separable
+convolution."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 import torch.nn as nn
 
 from ferkit.models.blocks import SeparableConv2d
@@ -32,6 +34,31 @@ def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+def count_multiply_adds(model: nn.Module, side: int = 48) -> int:
+    """Multiply-adds of one side x side gray face through the convolutions and linear layers
+    (what inference cost scales with; pooling, norms and activations are left out)."""
+    macs = 0
+
+    def count(module: nn.Module, _inputs, output: torch.Tensor) -> None:
+        nonlocal macs
+        if isinstance(module, nn.Conv2d):
+            k = module.kernel_size[0] * module.kernel_size[1]
+            macs += output.numel() * module.in_channels // module.groups * k
+        elif isinstance(module, nn.Linear):
+            macs += module.in_features * module.out_features
+
+    hooks = [m.register_forward_hook(count) for m in model.modules()]
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 1, side, side))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return macs
+
+
 def separable_savings(model: nn.Module) -> list[SeparableSaving]:
     out = []
     for name, m in model.named_modules():
@@ -54,7 +81,8 @@ def layer_table(model: nn.Module) -> list[tuple[str, str, int]]:
 def format_summary(model: nn.Module, title: str) -> str:
     lines = [title, "", f"{'layer':45s} {'type':14s} {'params':>9s}"]
     lines += [f"{n:45s} {t:14s} {p:9,d}" for n, t, p in layer_table(model)]
-    lines += ["", f"total parameters: {count_params(model):,}"]
+    lines += ["", f"total parameters: {count_params(model):,}",
+              f"multiply-adds per 48x48 face: {count_multiply_adds(model) / 1e6:.1f} M"]
     savings = separable_savings(model)
     if savings:
         lines += ["", "separable convolutions vs the standard convolutions they replace (Eq. 1):",
