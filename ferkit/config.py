@@ -29,6 +29,9 @@ class TrainConfig:
     label_smoothing: float = 0.0
     ema_decay: float = 0.0  # exponential moving average of the weights per step; 0 disables it
     init_from: str = ""  # start from these weights (a shipped model name or .safetensors path)
+    teachers: list[str] = field(default_factory=list)  # distil from these models' ensemble
+    distill_alpha: float = 0.5  # weight of the distillation term (1 - alpha: the labels)
+    distill_temperature: float = 2.0
     patience: int = 10  # early stopping on validation accuracy; 0 disables it
     seed: int = 0
     amp: str = "auto"  # auto | bf16 | fp16 | off
@@ -80,6 +83,8 @@ def build_config(raw: dict[str, Any]) -> TrainConfig:
     for key, allowed in CHOICES.items():
         if getattr(cfg, key) not in allowed:
             raise FerkitError(f"{key}={getattr(cfg, key)!r} is not one of {', '.join(allowed)}")
+    if not 0.0 <= cfg.distill_alpha <= 1.0 or cfg.distill_temperature <= 0:
+        raise FerkitError("distill_alpha must be in [0, 1] and distill_temperature positive")
     if not 0.0 <= cfg.ema_decay < 1.0:
         raise FerkitError(f"ema_decay={cfg.ema_decay} must be in [0, 1)")
     return cfg

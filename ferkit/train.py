@@ -35,6 +35,7 @@ from ferkit.checkpoint import (
 )
 from ferkit.config import TrainConfig
 from ferkit.data import FerData, load_data, split_data
+from ferkit.distill import distillation_loss, teacher_logits
 from ferkit.errors import FerkitError
 from ferkit.evaluate import compute_metrics, predict_logits
 from ferkit.models import create_model
@@ -95,6 +96,7 @@ def train_one_epoch(
     amp: torch.dtype | None,
     scaler: torch.amp.GradScaler,
     ema: AveragedModel | None = None,
+    teacher: torch.Tensor | None = None,
 ) -> dict[str, float]:
     model.train()
     gen = epoch_generator(cfg.seed, state.epoch)
@@ -121,6 +123,9 @@ def train_one_epoch(
         with torch.autocast(info.device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
             logits = model(x)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+            if teacher is not None:
+                kd = distillation_loss(logits.float(), teacher[idx].to(info.device), cfg.distill_temperature)
+                loss = (1 - cfg.distill_alpha) * loss + cfg.distill_alpha * kd
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()  # a no-op scaler unless fp16, whose gradients can underflow
         scaler.step(opt)
@@ -273,10 +278,14 @@ def fit(
             net = nn.parallel.DistributedDataParallel(model)
         if cfg.compile:
             net = torch.compile(net)
+        teacher = None
+        if cfg.teachers:
+            teacher = teacher_logits(cfg.teachers, splits["train"].images, out, write=info.is_main)
         stop = state.best_epoch >= 0 and patience_exhausted(state, cfg)
         while state.epoch < cfg.epochs and not stop:
             row = {"epoch": state.epoch + 1}
-            row |= train_one_epoch(net, opt, splits["train"], cfg, state, info, amp, scaler, ema)
+            row |= train_one_epoch(net, opt, splits["train"], cfg, state, info, amp, scaler, ema,
+                                   teacher)
             # With EMA the averaged weights are the ones validated, kept and shipped.
             row |= validate(net if ema is None else ema, splits["val"], cfg, info, amp)
             state.epoch += 1

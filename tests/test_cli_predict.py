@@ -75,7 +75,7 @@ def test_astronaut_json_is_one_happy_face(astronaut_png):
     proc = run_ferkit("predict", str(astronaut_png), "--json")
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    assert result["model"] == "paper"
+    assert result["model"] == "default"
     assert len(result["faces"]) == 1
     assert result["faces"][0]["label"] == "happy"
 

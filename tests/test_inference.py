@@ -110,7 +110,7 @@ def test_a_custom_detector_plugs_in(astronaut_rgb):
 def test_json_shape_is_the_documented_one(recognizer, astronaut_png):
     data = json.loads(json.dumps(prediction_json(recognizer.predict(astronaut_png), recognizer.model_name)))
     assert set(data) == {"source", "width", "height", "faces", "note", "model"}
-    assert data["model"] == "paper" and data["source"] == str(astronaut_png)
+    assert data["model"] == "default" and data["source"] == str(astronaut_png)
     assert set(data["faces"][0]) == {"box", "label", "score", "probabilities"}
     assert set(data["faces"][0]["box"]) == {"x", "y", "w", "h"}
 

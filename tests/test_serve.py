@@ -158,6 +158,15 @@ def test_oversize_file_in_multipart_is_413(client: httpx.Client) -> None:
     assert_json_error(client.post("/v1/predict", files={"file": ("big.jpg", big, "image/jpeg")}), 413)
 
 
+def test_trailing_slash_gets_the_upload_limit_not_the_no_upload_one(
+    client: httpx.Client, astronaut_png: Path
+) -> None:
+    photo = astronaut_png.read_bytes()
+    assert len(photo) > 64 * 1024  # over the limit of routes that take no upload
+    response = client.post("/v1/predict/", content=photo, headers={"content-type": "image/png"})
+    assert response.status_code == 307 and response.headers["location"].endswith("/v1/predict")
+
+
 def test_garbage_is_422_with_the_reason(client: httpx.Client) -> None:
     detail = assert_json_error(client.post("/v1/predict", files={"file": ("x.jpg", b"\x00garbage")}), 422)
     assert "not a recognised image format" in detail

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import torch
 from conftest import REPO, run_ferkit
 from safetensors.torch import load_file
 
@@ -130,3 +131,31 @@ def test_warm_start_from_another_architecture_is_one_line(fer_slice_csv, tmp_pat
     assert result.returncode == 2
     assert "init_from='paper'" in result.stderr and "does not fit" in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_distillation_from_cached_teacher_logits(fer_slice_csv, tmp_path):
+    from safetensors import safe_open
+
+    args = ["train", "--data", fer_slice_csv, "--out", tmp_path, *TINY, "epochs=1", "batch_size=32",
+            "limit_val=64", "teachers=[\"paper\"]", "distill_alpha=0.7"]
+    first = run_ferkit(*args)
+    assert first.returncode == 0, first.stderr
+    assert "teachers paper: classifying 640 training images once" in first.stderr
+    with safe_open(tmp_path / "teacher_logits.safetensors", "pt") as f:
+        assert f.metadata()["teachers"] == '["paper"]'
+        logits = f.get_tensor("logits")
+    assert logits.shape == (640, 7)
+    # Log-probabilities of the teachers' averaged distribution, one per training image.
+    probs = logits.softmax(1)
+    assert torch.allclose(probs.sum(1), torch.ones(640), atol=1e-4)
+    again = run_ferkit(*args[:-2], "epochs=2", "teachers=[\"paper\"]", "distill_alpha=0.7", "--resume")
+    assert again.returncode == 0, again.stderr
+    assert "classifying" not in again.stderr  # the cache was reused
+
+
+def test_distillation_loss_is_zero_only_when_student_matches_teacher():
+    from ferkit.distill import distillation_loss
+
+    teacher = torch.randn(16, 7)
+    assert distillation_loss(teacher.clone(), teacher, 2.0).abs() < 1e-6
+    assert distillation_loss(torch.randn(16, 7), teacher, 2.0) > 0.01

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
@@ -10,6 +11,7 @@ import torch.nn as nn
 
 from ferkit.errors import FerkitError
 from ferkit.export import Deployable
+from ferkit.labels import NUM_CLASSES
 
 BACKENDS = ("torch", "onnx")
 # Bounds the memory of one forward pass when a folder holds thousands of faces.
@@ -31,12 +33,15 @@ class TorchBackend:
             torch.set_num_threads(threads)
 
     def probabilities(self, faces: np.ndarray) -> np.ndarray:
-        out = []
         with torch.inference_mode():
-            for start in range(0, len(faces), MAX_BATCH):
-                batch = torch.from_numpy(np.ascontiguousarray(faces[start : start + MAX_BATCH]))
-                out.append(self._net(batch).numpy())
-        return np.concatenate(out) if out else np.empty((0, 7), np.float32)
+            return in_batches(faces, lambda batch: self._net(torch.from_numpy(batch)).numpy())
+
+
+def in_batches(faces: np.ndarray, run: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``run`` over contiguous uint8 chunks of at most MAX_BATCH faces, results concatenated."""
+    out = [run(np.ascontiguousarray(faces[start : start + MAX_BATCH], dtype=np.uint8))
+           for start in range(0, len(faces), MAX_BATCH)]
+    return np.concatenate(out) if out else np.empty((0, NUM_CLASSES), np.float32)
 
 
 def make_backend(name: str, model: nn.Module, threads: int | None = None) -> Backend:

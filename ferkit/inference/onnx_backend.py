@@ -10,8 +10,7 @@ import torch.nn as nn
 
 from ferkit.errors import FerkitError
 from ferkit.export import INPUT_NAME, onnx_bytes
-
-MAX_BATCH = 256
+from ferkit.inference.backends import in_batches
 
 
 def default_threads() -> int:
@@ -52,8 +51,4 @@ class OnnxBackend:
         return cls(onnx_bytes(model), threads=threads)
 
     def probabilities(self, faces: np.ndarray) -> np.ndarray:
-        out = []
-        for start in range(0, len(faces), MAX_BATCH):
-            batch = np.ascontiguousarray(faces[start : start + MAX_BATCH], dtype=np.uint8)
-            out.append(self._session.run(None, {INPUT_NAME: batch})[0])
-        return np.concatenate(out) if out else np.empty((0, 7), np.float32)
+        return in_batches(faces, lambda batch: self._session.run(None, {INPUT_NAME: batch})[0])

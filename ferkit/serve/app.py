@@ -120,6 +120,7 @@ def app_from_env() -> FastAPI:
 def _body_limit(path: str, max_upload_bytes: int, max_batch_files: int) -> BodyLimit:
     """Largest acceptable body per route; the exact per-image check happens after parsing."""
     per_image = f"the limit is {describe_bytes(max_upload_bytes)} per image"
+    path = path.rstrip("/") or "/"  # /v1/predict/ redirects to /v1/predict: same limit
     if path == "/v1/predict":
         return BodyLimit(max_upload_bytes + MULTIPART_OVERHEAD, f"upload too large: {per_image}")
     if path == "/v1/predict/batch":

@@ -1,0 +1,63 @@
+"""Knowledge distillation from a teacher ensemble whose outputs are computed once per run.
+
+The teachers (shipped models or weights files) classify every training image once, with flip
+TTA, and their averaged probabilities are cached in the run folder: the student then trains at
+its own speed on the CPU, its loss a mix of cross-entropy with the labels and the KL divergence
+to the teachers' softened distribution (Hinton et al. 2015).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from ferkit.checkpoint import atomic_write
+from ferkit.evaluate import predict_logits
+
+CACHE_NAME = "teacher_logits.safetensors"
+
+
+def ensemble_logits(teachers: Sequence[str], images: torch.Tensor) -> torch.Tensor:
+    """Log of the mean probability over teachers and over each image and its mirror: (N, 7)."""
+    from ferkit.weights import load_model  # late: ferkit.weights imports the model registry
+
+    probs = torch.zeros(len(images), 0)
+    for name in teachers:
+        model, _ = load_model(name)
+        p = predict_logits(model, images, tta=True).softmax(1)
+        probs = p if probs.numel() == 0 else probs + p
+    return (probs / len(teachers)).clamp_min(1e-8).log()
+
+
+def teacher_logits(teachers: Sequence[str], images: torch.Tensor, run_dir: Path,
+                   write: bool = True) -> torch.Tensor:
+    """The teachers' logits for ``images``, from the run folder's cache when it matches."""
+    cache = run_dir / CACHE_NAME
+    key = json.dumps(list(teachers))
+    if cache.is_file():
+        with safe_open(cache, "pt") as f:
+            if (f.metadata() or {}).get("teachers") == key:
+                logits = f.get_tensor("logits")
+                if logits.shape == (len(images), 7):
+                    return logits
+    print(f"teachers {', '.join(teachers)}: classifying {len(images)} training images once",
+          file=sys.stderr, flush=True)
+    logits = ensemble_logits(teachers, images)
+    if write:
+        atomic_write(cache, lambda tmp: save_file({"logits": logits.contiguous()}, tmp,
+                                                  metadata={"teachers": key}))
+    return logits
+
+
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL(teacher || student) at ``temperature``, scaled by T^2 so gradients keep their size."""
+    t = temperature
+    return F.kl_div(F.log_softmax(student / t, 1), F.log_softmax(teacher / t, 1),
+                    reduction="batchmean", log_target=True) * t * t
