@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 
 from ferkit.checkpoint import atomic_write
 from ferkit.evaluate import predict_logits
+from ferkit.labels import NUM_CLASSES
 
 CACHE_NAME = "teacher_logits.safetensors"
 
@@ -28,12 +29,11 @@ def ensemble_logits(teachers: Sequence[str], images: torch.Tensor) -> torch.Tens
     """Log of the mean probability over teachers and over each image and its mirror: (N, 7)."""
     from ferkit.weights import load_model  # late: ferkit.weights imports the model registry
 
-    probs = torch.zeros(len(images), 0)
+    total = torch.zeros(len(images), NUM_CLASSES)
     for name in teachers:
         model, _ = load_model(name)
-        p = predict_logits(model, images, tta=True).softmax(1)
-        probs = p if probs.numel() == 0 else probs + p
-    return (probs / len(teachers)).clamp_min(1e-8).log()
+        total += predict_logits(model, images, tta=True).softmax(1)
+    return (total / len(teachers)).clamp_min(1e-8).log()
 
 
 def teacher_logits(teachers: Sequence[str], images: torch.Tensor, run_dir: Path,
@@ -45,7 +45,7 @@ def teacher_logits(teachers: Sequence[str], images: torch.Tensor, run_dir: Path,
         with safe_open(cache, "pt") as f:
             if (f.metadata() or {}).get("teachers") == key:
                 logits = f.get_tensor("logits")
-                if logits.shape == (len(images), 7):
+                if logits.shape == (len(images), NUM_CLASSES):
                     return logits
     print(f"teachers {', '.join(teachers)}: classifying {len(images)} training images once",
           file=sys.stderr, flush=True)
