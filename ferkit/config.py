@@ -83,11 +83,26 @@ def build_config(raw: dict[str, Any]) -> TrainConfig:
     for key, allowed in CHOICES.items():
         if getattr(cfg, key) not in allowed:
             raise FerkitError(f"{key}={getattr(cfg, key)!r} is not one of {', '.join(allowed)}")
+    check_types(cfg)
     if not 0.0 <= cfg.distill_alpha <= 1.0 or cfg.distill_temperature <= 0:
         raise FerkitError("distill_alpha must be in [0, 1] and distill_temperature positive")
     if not 0.0 <= cfg.ema_decay < 1.0:
         raise FerkitError(f"ema_decay={cfg.ema_decay} must be in [0, 1)")
     return cfg
+
+
+def check_types(cfg: TrainConfig) -> None:
+    """One-line errors for values of the wrong kind (``teachers=paper`` instead of ``["paper"]``)."""
+    for f in dataclasses.fields(TrainConfig):
+        value, kind = getattr(cfg, f.name), f.type
+        if kind == "float" and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise FerkitError(f"{f.name}={value!r} must be a number")
+        if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+            raise FerkitError(f"{f.name}={value!r} must be an integer")
+        if kind == "str" and not isinstance(value, str):
+            raise FerkitError(f"{f.name}={value!r} must be a string")
+    if not isinstance(cfg.teachers, list) or not all(isinstance(t, str) for t in cfg.teachers):
+        raise FerkitError(f"teachers={cfg.teachers!r} must be a list of model names, e.g. [\"paper\"]")
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:

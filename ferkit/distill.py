@@ -8,6 +8,7 @@ to the teachers' softened distribution (Hinton et al. 2015).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from collections.abc import Sequence
@@ -36,11 +37,25 @@ def ensemble_logits(teachers: Sequence[str], images: torch.Tensor) -> torch.Tens
     return (total / len(teachers)).clamp_min(1e-8).log()
 
 
+def cache_key(teachers: Sequence[str], images: torch.Tensor) -> str:
+    """What the cached logits depend on: each teacher's weights file and the exact images."""
+    from ferkit.weights import resolve
+
+    files = {name: file_digest(resolve(name)) for name in teachers}
+    images_digest = hashlib.sha256(images.contiguous().numpy().tobytes()).hexdigest()
+    return json.dumps({"teachers": files, "images": images_digest}, sort_keys=True)
+
+
+def file_digest(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
 def teacher_logits(teachers: Sequence[str], images: torch.Tensor, run_dir: Path,
                    write: bool = True) -> torch.Tensor:
     """The teachers' logits for ``images``, from the run folder's cache when it matches."""
     cache = run_dir / CACHE_NAME
-    key = json.dumps(list(teachers))
+    key = cache_key(teachers, images)
     if cache.is_file():
         with safe_open(cache, "pt") as f:
             if (f.metadata() or {}).get("teachers") == key:

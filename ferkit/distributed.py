@@ -60,3 +60,15 @@ def broadcast_flag(info: DistInfo, flag: bool) -> bool:
     t = torch.tensor([int(flag)], device=info.device)
     dist.broadcast(t, 0)
     return bool(t.item())
+
+
+def broadcast_buffers(info: DistInfo, module: torch.nn.Module) -> None:
+    """Give every rank rank 0's buffers (batch-norm statistics drift apart per data shard)."""
+    if info.enabled:
+        for b in module.buffers():
+            dist.broadcast(b, 0)
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()

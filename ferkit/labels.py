@@ -21,6 +21,11 @@ _ALIASES = {
 }
 
 
+# Classes of other data sets that FER2013's seven do not cover (CK+ and AffectNet: contempt).
+# Folders named so are skipped with a warning; any other unknown name is an error (a typo).
+EXTRA_CLASSES = frozenset({"contempt"})
+
+
 def class_index(name: str) -> int:
     """Index of a class folder name, accepting common aliases; raises KeyError if unknown."""
     key = name.strip().lower()

@@ -220,6 +220,14 @@ def make_ema(model: nn.Module, cfg: TrainConfig) -> AveragedModel | None:
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
 
 
+def check_model_names(cfg: TrainConfig, resuming: bool) -> None:
+    """Fail fast on a warm start or teacher that names no shipped model and no weights file."""
+    from ferkit.weights import resolve
+
+    for name in ([cfg.init_from] if cfg.init_from and not resuming else []) + list(cfg.teachers):
+        resolve(name)
+
+
 def init_weights(model: nn.Module, cfg: TrainConfig) -> None:
     """Warm start from a shipped model or a weights file of the same architecture."""
     if not cfg.init_from:
@@ -251,18 +259,21 @@ def fit(
             raise FerkitError(f"batch_size {cfg.batch_size} is not divisible by {info.world_size} ranks")
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
+        ckpt_path = out / "checkpoint.pt"
+        resuming = resume and ckpt_path.is_file()
+        check_model_names(cfg, resuming)  # before minutes of data loading
         splits = load_splits(cfg, data_path)
         torch.manual_seed(cfg.seed)
         model = create_model(cfg.arch, **cfg.model)
-        init_weights(model, cfg)
+        if not resuming:  # a resumed run has its weights in the checkpoint
+            init_weights(model, cfg)
         model = model.to(info.device)
         opt = make_optimizer(model, cfg)
         ema = make_ema(model, cfg)
         amp = autocast_dtype(cfg, info.device)
         scaler = torch.amp.GradScaler(info.device.type, enabled=amp is torch.float16)
         state = RunState()
-        ckpt_path = out / "checkpoint.pt"
-        if resume and ckpt_path.is_file():
+        if resuming:
             state = restore(load_checkpoint(ckpt_path), model, opt, ema, scaler)
             if info.is_main:
                 print(f"resuming after epoch {state.epoch} (best val acc {state.best_acc:.4f})",
@@ -278,15 +289,14 @@ def fit(
             net = nn.parallel.DistributedDataParallel(model)
         if cfg.compile:
             net = torch.compile(net)
-        teacher = None
-        if cfg.teachers:
-            teacher = teacher_logits(cfg.teachers, splits["train"].images, out, write=info.is_main)
+        teacher = run_teacher_logits(cfg, splits["train"], out, info)
         stop = state.best_epoch >= 0 and patience_exhausted(state, cfg)
         while state.epoch < cfg.epochs and not stop:
             row = {"epoch": state.epoch + 1}
             row |= train_one_epoch(net, opt, splits["train"], cfg, state, info, amp, scaler, ema,
                                    teacher)
-            # With EMA the averaged weights are the ones validated, kept and shipped.
+            if ema is not None:  # the averaged weights are the ones validated, kept and shipped
+                distributed.broadcast_buffers(info, ema.module)
             row |= validate(net if ema is None else ema, splits["val"], cfg, info, amp)
             state.epoch += 1
             state.history.append(row)
@@ -327,15 +337,33 @@ def restore(
     scaler: torch.amp.GradScaler,
 ) -> RunState:
     """Load a :func:`checkpoint_of` dict into the run's objects; returns its RunState."""
-    model.load_state_dict(ckpt["model"])
-    opt.load_state_dict(ckpt["optimizer"])
-    if ema is not None:
-        if "ema" not in ckpt:
-            raise FerkitError("the checkpoint has no weight average: it was trained with ema_decay=0")
-        ema.load_state_dict(ckpt["ema"])
-    if scaler.is_enabled() and "scaler" in ckpt:
-        scaler.load_state_dict(ckpt["scaler"])
-    return RunState(**ckpt["state"])
+    if ema is not None and "ema" not in ckpt:
+        raise FerkitError("cannot resume: the checkpoint was trained without ema_decay")
+    try:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        if ema is not None:
+            ema.load_state_dict(ckpt["ema"])
+        if scaler.is_enabled() and "scaler" in ckpt:
+            scaler.load_state_dict(ckpt["scaler"])
+        return RunState(**ckpt["state"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+        raise FerkitError("cannot resume: the checkpoint does not match this config (model, "
+                          f"optimizer or ema_decay changed?): {str(exc).splitlines()[0]}") from None
+
+
+def run_teacher_logits(
+    cfg: TrainConfig, train: FerData, out: Path, info: distributed.DistInfo,
+) -> torch.Tensor | None:
+    """The teachers' cached logits for the training split (rank 0 computes, the others read)."""
+    if not cfg.teachers:
+        return None
+    if not info.is_main:
+        distributed.barrier(info)
+    logits = teacher_logits(cfg.teachers, train.images, out, write=info.is_main)
+    if info.is_main:
+        distributed.barrier(info)
+    return logits
 
 
 def rank_checksums(model: nn.Module, info: distributed.DistInfo) -> list[list[float]]:

@@ -150,6 +150,10 @@ def test_missing_path_and_unreadable_image(tmp_path):
     assert result.returncode == 0, result.stderr
     assert f"{tmp_path / 'contempt'}: skipped, not one of the 7 FER2013 classes" in result.stderr
     assert json.loads(result.stdout)["n"] == 1
+    (tmp_path / "suprise").mkdir()  # a typo is an error, not a silently smaller data set
+    Image.new("L", (48, 48)).save(tmp_path / "suprise" / "z.png")
+    result = run_ferkit("eval", "--data", tmp_path)
+    assert result.returncode != 0 and "unknown class folder 'suprise'" in result.stderr
 
 
 def test_data_summary_writes_figures(fer_slice_csv, tmp_path):

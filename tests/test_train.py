@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import REPO, run_ferkit
 from safetensors.torch import load_file
@@ -106,9 +107,16 @@ def test_run_folder_eval_and_report(fer_slice_csv, tmp_path):
         assert (run / fig).stat().st_size > 5000, fig
 
 
-def test_bad_override_is_one_line():
-    result = run_ferkit("train", "--data", "x.csv", "--out", "/tmp/x", "epochz=3")
-    assert result.returncode == 2 and "unknown config key(s): epochz" in result.stderr
+@pytest.mark.parametrize(("override", "message"), [
+    ("epochz=3", "unknown config key(s): epochz"),
+    ("teachers=paper", "must be a list of model names"),
+    ("ema_decay=abc", "ema_decay='abc' must be a number"),
+    ("init_from=no-such-model", "unknown model 'no-such-model'"),
+])
+def test_bad_override_is_one_line(override, message, tmp_path):
+    result = run_ferkit("train", "--data", "x.csv", "--out", tmp_path, override)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_warm_start_loads_the_shipped_weights():
@@ -142,7 +150,8 @@ def test_distillation_from_cached_teacher_logits(fer_slice_csv, tmp_path):
     assert first.returncode == 0, first.stderr
     assert "teachers paper: classifying 640 training images once" in first.stderr
     with safe_open(tmp_path / "teacher_logits.safetensors", "pt") as f:
-        assert f.metadata()["teachers"] == '["paper"]'
+        key = json.loads(f.metadata()["teachers"])
+        assert list(key["teachers"]) == ["paper"] and len(key["images"]) == 64
         logits = f.get_tensor("logits")
     assert logits.shape == (640, 7)
     # Log-probabilities of the teachers' averaged distribution, one per training image.
@@ -151,6 +160,9 @@ def test_distillation_from_cached_teacher_logits(fer_slice_csv, tmp_path):
     again = run_ferkit(*args[:-2], "epochs=2", "teachers=[\"paper\"]", "distill_alpha=0.7", "--resume")
     assert again.returncode == 0, again.stderr
     assert "classifying" not in again.stderr  # the cache was reused
+    changed = run_ferkit(*args[:-2], "epochs=3", "ema_decay=0.9", "--resume")
+    assert changed.returncode == 2 and "Traceback" not in changed.stderr
+    assert "cannot resume: the checkpoint was trained without ema_decay" in changed.stderr
 
 
 def test_distillation_loss_is_zero_only_when_student_matches_teacher():

@@ -1,6 +1,6 @@
 """Loaders for image folders: the FER2013 ``train/``+``test/`` layout (also straight from its
 ``.tar.gz``) and a plain folder of class sub-folders (CK+, JAFFE or any export of that shape;
-folders of other classes, such as CK+'s ``contempt/``, are skipped with a warning)."""
+CK+'s ``contempt/`` is skipped with a warning, any other unknown folder name is an error)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from PIL import Image
 from ferkit.data.dataset import OTHER, USAGES, FerData, stack
 from ferkit.errors import DataError, ImageError
 from ferkit.imageio import IMAGE_SUFFIXES, load_gray
-from ferkit.labels import class_index
+from ferkit.labels import EXTRA_CLASSES, class_index
 
 _USAGE_PREFIX = re.compile(r"^(Training|PublicTest|PrivateTest)_(\d+)")
 
@@ -41,14 +41,6 @@ def _class_of(folder: str, where: str) -> int:
         return class_index(folder)
     except KeyError:
         raise DataError(f"{where}: unknown class folder {folder!r}") from None
-
-
-def _is_class(folder: str) -> bool:
-    try:
-        class_index(folder)
-    except KeyError:
-        return False
-    return True
 
 
 def _decode(data: bytes | Path, where: str) -> np.ndarray:
@@ -122,12 +114,14 @@ def load_class_folders(root: str | Path) -> FerData:
     class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not class_dirs:
         raise DataError(f"{root}: no class sub-folders (expected e.g. {root}/happy/*.png)")
-    known = [d for d in class_dirs if _is_class(d.name)]
-    for d in sorted(set(class_dirs) - set(known)):
-        # CK+ has `contempt/`, other sets more: evaluate the classes ferkit knows, say what is left out.
-        print(f"warning: {d}: skipped, not one of the 7 FER2013 classes", file=sys.stderr)
+    known = []
+    for d in class_dirs:
+        if d.name.strip().lower() in EXTRA_CLASSES:
+            print(f"warning: {d}: skipped, not one of the 7 FER2013 classes", file=sys.stderr)
+        else:
+            known.append(d)
     for d in known:
-        label = class_index(d.name)
+        label = _class_of(d.name, str(d))
         for file in sorted(d.rglob("*")):
             if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES:
                 entries.append(((label, str(file)), label, OTHER, str(file), _decode(file, str(file))))

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import torch.nn as nn
 
+from ferkit.cpu import available_cores
 from ferkit.errors import FerkitError
 from ferkit.export import INPUT_NAME, onnx_bytes
 from ferkit.inference.backends import in_batches
@@ -15,11 +15,7 @@ from ferkit.inference.backends import in_batches
 
 def default_threads() -> int:
     """The cores this process may use, at most 8 (past that one face batch stops scaling)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(8, cores))
+    return min(8, available_cores())
 
 
 class OnnxBackend:

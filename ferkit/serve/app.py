@@ -57,7 +57,7 @@ _EXAMPLE_FACE = {"box": {"x": 177, "y": 67, "w": 93, "h": 93}, "label": "happy",
                  "probabilities": {"angry": 0.01, "disgust": 0.0, "fear": 0.01, "happy": 0.91, "sad": 0.01,
                                    "surprise": 0.03, "neutral": 0.03}}
 _EXAMPLE_RESULT = {"source": "astronaut.png", "width": 512, "height": 512, "faces": [_EXAMPLE_FACE],
-                   "note": "", "model": "paper"}
+                   "note": "", "model": "default"}
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -73,9 +73,9 @@ _REFUSALS = {
                 "(decompression bomb, refused from the header), or a form without a file."),
 }
 _PREDICT_RESPONSES = {200: {"content": {"application/json": {"example": _EXAMPLE_RESULT}}}, **_REFUSALS}
-_BATCH_RESPONSES = {200: {"content": {"application/json": {"example": {"model": "paper", "results": [
+_BATCH_RESPONSES = {200: {"content": {"application/json": {"example": {"model": "default", "results": [
     _EXAMPLE_RESULT, {"source": "notes.txt", "error": "not a usable image: not a recognised image format",
-                      "model": "paper", "status": 422}]}}}}, **_REFUSALS}
+                      "model": "default", "status": 422}]}}}}, **_REFUSALS}
 
 _BATCH_BODY = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "required": ["files"], "properties": {

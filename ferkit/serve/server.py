@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from ferkit.cpu import available_cores
 from ferkit.errors import FerkitError
 from ferkit.serve.limits import MB
 from ferkit.weights import resolve
@@ -11,7 +12,7 @@ from ferkit.weights import resolve
 
 def worker_threads(workers: int) -> int:
     """Torch threads per worker so that N workers share the cores instead of oversubscribing them."""
-    return max(1, (os.cpu_count() or 1) // workers)
+    return max(1, available_cores() // workers)
 
 
 def run_server(host: str = "127.0.0.1", port: int = 8000, model: str = "default", workers: int = 1,
