@@ -21,6 +21,7 @@ class AugmentConfig:
     zoom: float = 0.1  # scale uniform in [1 - zoom, 1 + zoom]
     hflip: bool = True
     erase: float = 0.0  # probability of erasing one random rectangle
+    cutmix: float = 0.0  # probability of pasting a box from another face of the batch (CutMix)
 
 
 def sample_affine(n: int, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
@@ -50,6 +51,46 @@ def sample_erase(n: int, gen: torch.Generator, p: float, size: int = 48) -> torc
     cols_in = (xs >= x0[:, None, None]) & (xs < (x0 + w)[:, None, None])  # (n, 1, size)
     inside = rows_in & cols_in & (r[:, 4] < p)[:, None, None]
     return (~inside).unsqueeze(1)
+
+
+def sample_cutmix(
+    n: int, gen: torch.Generator, p: float, size: int = 48
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """CutMix boxes (Yun et al. 2019) for a fraction p of n images.
+
+    Returns the (n, 1, size, size) mask of the pasted box and, per image, the fraction of it that
+    stays its own (1 where nothing is pasted). Box areas are uniform, the box centre anywhere,
+    clipped at the border, and the label weight follows the clipped area.
+    """
+    r = torch.rand(n, 4, generator=gen)
+    side = (r[:, 0].sqrt() * size).long()  # area (side/size)^2 uniform in [0, 1]
+    cy, cx = (r[:, 1] * size).long(), (r[:, 2] * size).long()
+    y0, y1 = (cy - side // 2).clamp(0, size), (cy + (side + 1) // 2).clamp(0, size)
+    x0, x1 = (cx - side // 2).clamp(0, size), (cx + (side + 1) // 2).clamp(0, size)
+    coords = torch.arange(size)
+    rows_in = (coords[None, :, None] >= y0[:, None, None]) & (coords[None, :, None] < y1[:, None, None])
+    cols_in = (coords[None, None, :] >= x0[:, None, None]) & (coords[None, None, :] < x1[:, None, None])
+    pasted = rows_in & cols_in & (r[:, 3] < p)[:, None, None]
+    own = 1.0 - pasted.flatten(1).float().mean(1)
+    return pasted.unsqueeze(1), own
+
+
+def cutmix_batch(
+    x: torch.Tensor, gen: torch.Generator, p: float, *, rows: slice | None = None,
+    n_total: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Paste into each face a box of its neighbour in the batch (partner i-1, wrapping around).
+
+    Returns the mixed batch, the partner indices (for the partner's label) and the weight of each
+    image's own label. Under DDP the boxes are drawn for the global batch like
+    :func:`augment_batch`, and partners are taken within each rank's rows.
+    """
+    n = n_total or x.shape[0]
+    pasted, own = sample_cutmix(n, gen, p, x.shape[-1])
+    rows = rows or slice(None)
+    pasted, own = pasted[rows].to(x.device), own[rows].to(x.device)
+    partner = torch.arange(x.shape[0], device=x.device).roll(1)
+    return torch.where(pasted, x[partner], x), partner, own
 
 
 def augment_batch(

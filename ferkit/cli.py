@@ -136,12 +136,19 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_serve)
 
 
+def backend_for(args: argparse.Namespace, default: str) -> str:
+    """The --backend asked for; else onnxruntime for an exported .onnx model, else ``default``."""
+    from ferkit.inference.recognizer import is_onnx_file
+
+    return args.backend or ("onnx" if is_onnx_file(args.model) else default)
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     from ferkit.inference import Recognizer
     from ferkit.inference.files import predict_paths
 
     detector = None if args.no_detect else "haar"
-    recognizer = Recognizer(args.model, detector=detector, backend=args.backend)
+    recognizer = Recognizer(args.model, detector=detector, backend=backend_for(args, "torch"))
     return predict_paths(args.paths, recognizer, fmt=args.format, annotate_dir=args.annotate,
                          detect=not args.no_detect)
 
@@ -157,8 +164,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(format="table")
     p.add_argument("--annotate", metavar="OUTDIR", help="save copies with boxes, labels and bars here")
     p.add_argument("--no-detect", action="store_true", help="inputs are already-cropped faces")
-    p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
-                   help="PyTorch (default) or onnxruntime, which exports the model in memory first")
+    p.add_argument("--backend", choices=["torch", "onnx"],
+                   help="PyTorch (default) or onnxruntime, which exports the model in memory first "
+                        "(the default for an .onnx --model)")
     p.set_defaults(func=_cmd_predict)
 
 
@@ -169,7 +177,7 @@ def _cmd_video(args: argparse.Namespace) -> int:
     if (args.input is None) == (args.camera is None):
         raise FerkitError("give either a video file or --camera INDEX")
     detector = HaarDetector(max_side=DETECT_SIDE)
-    recognizer = Recognizer(args.model, detector=detector, backend=args.backend)
+    recognizer = Recognizer(args.model, detector=detector, backend=backend_for(args, "onnx"))
     source = args.camera if args.camera is not None else args.input
     summary = analyse_video(source, recognizer, out=args.out, csv_path=args.csv, plot=args.plot,
                             every=args.every, progress=not args.quiet)
@@ -186,7 +194,7 @@ def _add_video(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plot", help="emotion-over-time plot (.png)")
     p.add_argument("--every", type=int, default=1, metavar="N", help="analyse every Nth frame")
     p.add_argument("--model", default="default", help="shipped model name or weights path")
-    p.add_argument("--backend", choices=["torch", "onnx"], default="onnx",
+    p.add_argument("--backend", choices=["torch", "onnx"],
                    help="onnxruntime (default: the faster for one frame's few faces) or PyTorch")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_video)
@@ -195,7 +203,8 @@ def _add_video(sub: argparse._SubParsersAction) -> None:
 def _cmd_export(args: argparse.Namespace) -> int:
     from ferkit.export import export_model
 
-    path = export_model(args.model, args.format, args.out)
+    path = export_model(args.model, args.format, args.out, quantize=args.quantize,
+                        calibration=args.calibration)
     print(f"wrote {path}", file=sys.stderr)
     return 0
 
@@ -205,6 +214,10 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="default", help="shipped model name or weights path")
     p.add_argument("--format", default="onnx", choices=["onnx"])
     p.add_argument("--out", required=True, help="file to write, e.g. paper.onnx")
+    p.add_argument("--quantize", choices=["int8"],
+                   help="int8 weights and activations (static, per-channel), for onnxruntime")
+    p.add_argument("--calibration", metavar="DATA",
+                   help="with --quantize: data set whose training faces set the activation ranges")
     p.set_defaults(func=_cmd_export)
 
 

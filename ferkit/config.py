@@ -28,10 +28,12 @@ class TrainConfig:
     min_lr: float = 0.0
     label_smoothing: float = 0.0
     ema_decay: float = 0.0  # exponential moving average of the weights per step; 0 disables it
+    bn_recalibrate: int = 0  # re-estimate batch-norm statistics on N clean training faces; 0: off
     init_from: str = ""  # start from these weights (a shipped model name or .safetensors path)
     teachers: list[str] = field(default_factory=list)  # distil from these models' ensemble
     distill_alpha: float = 0.5  # weight of the distillation term (1 - alpha: the labels)
     distill_temperature: float = 2.0
+    test_at_end: bool = True  # score the best epoch on the test split; off while choosing models
     patience: int = 10  # early stopping on validation accuracy; 0 disables it
     seed: int = 0
     amp: str = "auto"  # auto | bf16 | fp16 | off
@@ -86,6 +88,13 @@ def build_config(raw: dict[str, Any]) -> TrainConfig:
     check_types(cfg)
     if not 0.0 <= cfg.distill_alpha <= 1.0 or cfg.distill_temperature <= 0:
         raise FerkitError("distill_alpha must be in [0, 1] and distill_temperature positive")
+    if not 0.0 <= cfg.augment.cutmix <= 1.0 or not 0.0 <= cfg.augment.erase <= 1.0:
+        raise FerkitError("augment.cutmix and augment.erase are probabilities in [0, 1]")
+    if cfg.augment.cutmix and cfg.teachers:
+        raise FerkitError("augment.cutmix with teachers is not supported: the cached teacher "
+                          "outputs are for whole faces")
+    if cfg.bn_recalibrate < 0:
+        raise FerkitError(f"bn_recalibrate={cfg.bn_recalibrate} must be a number of images >= 0")
     if not 0.0 <= cfg.ema_decay < 1.0:
         raise FerkitError(f"ema_decay={cfg.ema_decay} must be in [0, 1)")
     return cfg
@@ -93,14 +102,18 @@ def build_config(raw: dict[str, Any]) -> TrainConfig:
 
 def check_types(cfg: TrainConfig) -> None:
     """One-line errors for values of the wrong kind (``teachers=paper`` instead of ``["paper"]``)."""
-    for f in dataclasses.fields(TrainConfig):
-        value, kind = getattr(cfg, f.name), f.type
+    fields = [(f.name, getattr(cfg, f.name), f.type) for f in dataclasses.fields(TrainConfig)]
+    fields += [(f"augment.{f.name}", getattr(cfg.augment, f.name), f.type)
+               for f in dataclasses.fields(AugmentConfig)]
+    for name, value, kind in fields:
         if kind == "float" and (isinstance(value, bool) or not isinstance(value, int | float)):
-            raise FerkitError(f"{f.name}={value!r} must be a number")
+            raise FerkitError(f"{name}={value!r} must be a number")
         if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
-            raise FerkitError(f"{f.name}={value!r} must be an integer")
+            raise FerkitError(f"{name}={value!r} must be an integer")
         if kind == "str" and not isinstance(value, str):
-            raise FerkitError(f"{f.name}={value!r} must be a string")
+            raise FerkitError(f"{name}={value!r} must be a string")
+        if kind == "bool" and not isinstance(value, bool):
+            raise FerkitError(f"{name}={value!r} must be true or false")
     if not isinstance(cfg.teachers, list) or not all(isinstance(t, str) for t in cfg.teachers):
         raise FerkitError(f"teachers={cfg.teachers!r} must be a list of model names, e.g. [\"paper\"]")
 

@@ -25,6 +25,7 @@ OPSET = 17
 INPUT_NAME = "faces"
 OUTPUT_NAME = "probabilities"
 FORMATS = ("onnx",)
+QUANTIZE = ("int8",)
 
 
 class Deployable(nn.Module):
@@ -63,14 +64,32 @@ def _with_metadata(graph: bytes, metadata: dict[str, str]) -> bytes:
     return proto.SerializeToString()
 
 
-def export_model(model_name: str, fmt: str, out: str | Path) -> Path:
-    """Export a shipped model (or weights path) to ``out`` in ``fmt``; returns the path written."""
+def export_model(
+    model_name: str, fmt: str, out: str | Path, quantize: str | None = None,
+    calibration: str | Path | None = None,
+) -> Path:
+    """Export a shipped model (or weights path) to ``out`` in ``fmt``; returns the path written.
+
+    ``quantize="int8"`` writes the statically quantised graph, its activation ranges measured on
+    training faces of the data set at ``calibration`` (see :mod:`ferkit.quantize`).
+    """
     if fmt not in FORMATS:
         raise FerkitError(f"unknown export format {fmt!r}; supported: {', '.join(FORMATS)}")
+    if quantize not in (None, *QUANTIZE):
+        raise FerkitError(f"unknown quantisation {quantize!r}; supported: {', '.join(QUANTIZE)}")
+    if quantize and calibration is None:
+        raise FerkitError("--quantize int8 needs --calibration DATA: training faces (e.g. the FER2013 "
+                          "CSV) on which to measure the activation ranges")
     from ferkit.weights import load_model
 
     model, card = load_model(model_name)
-    data = onnx_bytes(model, {"ferkit_model": str(card.get("name", model_name)), "arch": card["arch"]})
+    metadata = {"ferkit_model": str(card.get("name", model_name)), "arch": card["arch"],
+                "precision": quantize or "float32"}
+    data = onnx_bytes(model, metadata)
+    if quantize:
+        from ferkit.quantize import calibration_faces, quantize_int8
+
+        data = _with_metadata(quantize_int8(data, calibration_faces(calibration)), metadata)
     out = Path(out)
     atomic_write(out, lambda tmp: Path(tmp).write_bytes(data))
     return out

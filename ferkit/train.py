@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from copy import deepcopy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,11 +20,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 from tqdm import tqdm
 
 from ferkit import distributed
-from ferkit.augment import augment_batch
+from ferkit.augment import augment_batch, cutmix_batch, hflip
 from ferkit.checkpoint import (
     atomic_write,
     load_checkpoint,
@@ -120,9 +121,12 @@ def train_one_epoch(
         x = to_model_input(train.images[idx])
         x = augment_batch(x, cfg.augment, gen, rows=rows, n_total=cfg.batch_size).to(info.device)
         y = train.labels[idx].to(info.device)
+        partner, own = None, None
+        if cfg.augment.cutmix > 0:
+            x, partner, own = cutmix_batch(x, gen, cfg.augment.cutmix, rows=rows, n_total=cfg.batch_size)
         with torch.autocast(info.device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
             logits = model(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+            loss = classification_loss(logits.float(), y, cfg.label_smoothing, partner, own)
             if teacher is not None:
                 kd = distillation_loss(logits.float(), teacher[idx].to(info.device), cfg.distill_temperature)
                 loss = (1 - cfg.distill_alpha) * loss + cfg.distill_alpha * kd
@@ -146,6 +150,19 @@ def train_one_epoch(
             "train_seconds": elapsed, "images_per_s": seen / elapsed, "lr": lr}
 
 
+def classification_loss(
+    logits: torch.Tensor, y: torch.Tensor, smoothing: float,
+    partner: torch.Tensor | None = None, own: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Cross-entropy; after CutMix each face's loss is split between its label and its partner's
+    in proportion to the area each one covers."""
+    if partner is None or own is None:
+        return F.cross_entropy(logits, y, label_smoothing=smoothing)
+    mine = F.cross_entropy(logits, y, label_smoothing=smoothing, reduction="none")
+    theirs = F.cross_entropy(logits, y[partner], label_smoothing=smoothing, reduction="none")
+    return (own * mine + (1 - own) * theirs).mean()
+
+
 @torch.no_grad()
 def validate(
     model: nn.Module, val: FerData, cfg: TrainConfig, info: distributed.DistInfo,
@@ -165,6 +182,33 @@ def validate(
         correct += (logits.argmax(1) == y).sum().item()
     loss_sum, correct = distributed.all_sum(info, loss_sum, correct)
     return {"val_loss": loss_sum / len(val), "val_acc": correct / len(val)}
+
+
+@torch.no_grad()
+def recalibrated(
+    model: nn.Module, train: FerData, cfg: TrainConfig, info: distributed.DistInfo,
+    amp: torch.dtype | None, epoch: int,
+) -> nn.Module:
+    """A copy of ``model`` whose batch-norm statistics are re-estimated on clean training faces.
+
+    The running statistics (and an EMA's average of them) come from augmented batches: erased,
+    rotated, zoomed faces. Test faces are clean, so one pass over clean faces (mirrored at random,
+    as flips are label-preserving) gives statistics that match them, the ``update_bn`` step of
+    SWA. The copy leaves the model and its EMA untouched, so training goes on as before.
+    """
+    copy = deepcopy(unwrap(model))
+    gen = epoch_generator(cfg.seed + 1, epoch)
+    chosen = torch.randperm(len(train), generator=gen)[: cfg.bn_recalibrate]
+    shard = chosen[info.rank :: info.world_size]
+    batches = []
+    for start in range(0, len(shard), cfg.eval_batch_size):
+        x = to_model_input(train.images[shard[start : start + cfg.eval_batch_size]])
+        flip = torch.rand(len(x), 1, 1, 1, generator=gen) < 0.5
+        batches.append(torch.where(flip, hflip(x), x))
+    with torch.autocast(info.device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
+        update_bn(batches, copy, device=info.device)
+    distributed.broadcast_buffers(info, copy)
+    return copy.eval()
 
 
 def patience_exhausted(state: RunState, cfg: TrainConfig) -> bool:
@@ -297,7 +341,10 @@ def fit(
                                    teacher)
             if ema is not None:  # the averaged weights are the ones validated, kept and shipped
                 distributed.broadcast_buffers(info, ema.module)
-            row |= validate(net if ema is None else ema, splits["val"], cfg, info, amp)
+            kept: nn.Module = model if ema is None else ema.module
+            if cfg.bn_recalibrate:
+                kept = recalibrated(kept, splits["train"], cfg, info, amp, state.epoch)
+            row |= validate(net if kept is model else kept, splits["val"], cfg, info, amp)
             state.epoch += 1
             state.history.append(row)
             if cfg.schedule == "plateau":
@@ -308,7 +355,7 @@ def fit(
             stop = patience_exhausted(state, cfg)
             if info.is_main:
                 if improved:
-                    save_model(model if ema is None else ema.module, out / "best", model_card(cfg, command))
+                    save_model(kept, out / "best", model_card(cfg, command))
                 write_history(out, state.history)
                 save_checkpoint(ckpt_path, checkpoint_of(model, opt, ema, scaler, state))
                 print(format_epoch(row, cfg.epochs, improved), file=sys.stderr, flush=True)
@@ -385,21 +432,26 @@ def finish(
     if not info.is_main:
         return {}
     best, _ = load_model_file(out / "best")
-    metrics = compute_metrics(
-        splits["test"].labels.numpy(),
-        predict_logits(best, splits["test"].images, cfg.eval_batch_size).argmax(1).numpy(),
-    )
     train_minutes = sum(r["train_seconds"] for r in state.history) / 60
     summary = {
-        "best_epoch": state.best_epoch, "epochs_run": state.epoch,
-        "val_accuracy": state.best_acc, "test_accuracy": metrics["accuracy"],
-        "test_macro_f1": metrics["macro_f1"], "train_minutes": train_minutes,
+        "best_epoch": state.best_epoch, "epochs_run": state.epoch, "val_accuracy": state.best_acc,
+        "train_minutes": train_minutes,
         "images_per_s": float(np.mean([r["images_per_s"] for r in state.history])),
         "params": sum(p.numel() for p in best.parameters()), "split": cfg.split,
         "world_size": info.world_size, "rank_param_checksums": checksums,
     }
     if any(c != checksums[0] for c in checksums):
         print("warning: DDP ranks ended with different weights", file=sys.stderr)
+    if not cfg.test_at_end:  # model selection in progress: the test split stays unseen
+        save_model(best, out / "model", model_card(cfg, command, {"metrics": summary}))
+        print(f"best epoch {state.best_epoch}: val acc {state.best_acc:.4f} (test not scored: "
+              "test_at_end=false)", file=sys.stderr)
+        return {"summary": summary}
+    metrics = compute_metrics(
+        splits["test"].labels.numpy(),
+        predict_logits(best, splits["test"].images, cfg.eval_batch_size).argmax(1).numpy(),
+    )
+    summary |= {"test_accuracy": metrics["accuracy"], "test_macro_f1": metrics["macro_f1"]}
     save_model(best, out / "model", model_card(cfg, command, {"metrics": summary}))
     write_json(out / "metrics_test.json", metrics | {"summary": summary})
     print(f"best epoch {state.best_epoch}: val acc {state.best_acc:.4f}, "

@@ -8,8 +8,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from conftest import run_ferkit
 
 from ferkit.cli import main
+from ferkit.errors import FerkitError
 from ferkit.imageio import load_image
 from ferkit.inference import Recognizer
 from ferkit.inference.backends import TorchBackend
@@ -67,3 +69,41 @@ def test_onnx_backend_recognizer_matches_torch(recognizer, astronaut_png):
 def test_unknown_model_is_a_clear_error(tmp_path, capsys):
     code = main(["export", "--model", "nonexistent-model", "--out", str(tmp_path / "x.onnx")])
     assert code == 2 and "unknown model" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def int8_graph(tmp_path_factory, fer_slice_csv) -> str:
+    path = tmp_path_factory.mktemp("int8") / "paper.int8.onnx"
+    assert main(["export", "--model", "paper", "--quantize", "int8", "--calibration", str(fer_slice_csv),
+                 "--out", str(path)]) == 0
+    return str(path)
+
+
+def test_int8_export_is_quantised_and_agrees_with_float_on_real_faces(int8_graph, fer_slice_csv):
+    from ferkit.data import load_data, split_data
+
+    model = onnx.load(int8_graph)
+    assert sum(n.op_type == "QuantizeLinear" for n in model.graph.node) > 10
+    props = {p.key: p.value for p in model.metadata_props}
+    assert props["precision"] == "int8" and json.loads(props["classes"])[3] == "happy"
+    faces = split_data(load_data(fer_slice_csv))["test"].images.numpy()
+    int8 = Recognizer(int8_graph, detector=None, backend="onnx").classify(faces)
+    exact = TorchBackend(load_model("paper")[0]).probabilities(faces)
+    assert (int8.argmax(1) == exact.argmax(1)).mean() >= 0.9
+    assert np.abs(int8 - exact).mean() < 0.05
+
+
+def test_cli_predicts_with_an_exported_int8_graph(int8_graph, astronaut_png):
+    result = run_ferkit("predict", astronaut_png, "--model", int8_graph, "--json")
+    assert result.returncode == 0, result.stderr
+    (face,) = json.loads(result.stdout)["faces"]
+    assert face["label"] == "happy"
+
+
+def test_quantising_without_calibration_data_or_running_onnx_in_torch_is_a_clear_error(
+    tmp_path, capsys, exported
+):
+    code = main(["export", "--model", "paper", "--quantize", "int8", "--out", str(tmp_path / "q.onnx")])
+    assert code == 2 and "--quantize int8 needs --calibration DATA" in capsys.readouterr().err
+    with pytest.raises(FerkitError, match="runs with backend 'onnx'"):
+        Recognizer(exported, backend="torch")

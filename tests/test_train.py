@@ -171,3 +171,41 @@ def test_distillation_loss_is_zero_only_when_student_matches_teacher():
     teacher = torch.randn(16, 7)
     assert distillation_loss(teacher.clone(), teacher, 2.0).abs() < 1e-6
     assert distillation_loss(torch.randn(16, 7), teacher, 2.0) > 0.01
+
+
+def test_bn_recalibration_measures_clean_faces_and_leaves_the_model_alone(fer_slice_csv):
+    from ferkit import distributed
+    from ferkit.data import load_data, split_data
+    from ferkit.models import create_model
+    from ferkit.preprocess import to_model_input
+    from ferkit.train import recalibrated
+
+    train = split_data(load_data(fer_slice_csv))["train"]
+    cfg = load_config(None, TINY + ["bn_recalibrate=512", "eval_batch_size=128", "amp=off"])
+    model = create_model(cfg.arch, **cfg.model)
+    conv, bn = model.stem[0][0], model.stem[0][1]
+    with torch.no_grad():  # a mirror-symmetric stem: its channel statistics ignore the random flips
+        conv.weight.copy_((conv.weight + conv.weight.flip(-1)) / 2)
+    bn.running_mean.fill_(5.0)  # stale statistics, as if from heavily augmented batches
+
+    copy = recalibrated(model, train, cfg, distributed.setup(), None, epoch=0)
+
+    assert bn.running_mean.eq(5.0).all(), "the trained model's statistics were overwritten"
+    gen = torch.Generator().manual_seed((cfg.seed + 1) * 100_003)  # epoch 0's recalibration draw
+    chosen = torch.randperm(len(train), generator=gen)[:512]
+    with torch.no_grad():
+        features = conv(to_model_input(train.images[chosen]))
+    expected = features.mean(dim=(0, 2, 3))
+    assert torch.allclose(copy.stem[0][1].running_mean, expected, atol=1e-4)
+    assert not copy.training
+
+
+def test_model_selection_run_leaves_the_test_split_unscored(fer_slice_csv, tmp_path):
+    result = run_ferkit("train", "--data", fer_slice_csv, "--out", tmp_path, *TINY, "epochs=1",
+                        "batch_size=32", "limit_val=64", "test_at_end=false", "bn_recalibrate=128",
+                        "ema_decay=0.9")
+    assert result.returncode == 0, result.stderr
+    assert "test not scored" in result.stderr and "test acc" not in result.stderr
+    assert not (tmp_path / "metrics_test.json").exists()
+    summary = json.loads((tmp_path / "model.json").read_text())["metrics"]
+    assert "test_accuracy" not in summary and 0 <= summary["val_accuracy"] <= 1

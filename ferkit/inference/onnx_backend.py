@@ -46,5 +46,9 @@ class OnnxBackend:
         """Export ``model`` in memory (about a second) so the graph always matches the weights."""
         return cls(onnx_bytes(model), threads=threads)
 
+    def metadata(self) -> dict[str, str]:
+        """The graph's metadata (``ferkit export`` records the model, classes and precision)."""
+        return dict(self._session.get_modelmeta().custom_metadata_map)
+
     def probabilities(self, faces: np.ndarray) -> np.ndarray:
         return in_batches(faces, lambda batch: self._session.run(None, {INPUT_NAME: batch})[0])

@@ -5,14 +5,16 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from ferkit.errors import ImageError
+from ferkit.errors import FerkitError, ImageError
 from ferkit.imageio import ImageSource, load_image
 from ferkit.inference.backends import make_backend
 from ferkit.inference.crop import crop_faces, resize_face
 from ferkit.inference.detect import FaceDetector, make_detector, to_gray
+from ferkit.inference.onnx_backend import OnnxBackend
 from ferkit.inference.types import Box, Prediction, face_from_probs
 
 
@@ -28,10 +30,27 @@ class FoundFaces:
     note: str = ""
 
 
+def is_onnx_file(model: str | os.PathLike) -> bool:
+    return str(model).lower().endswith(".onnx")
+
+
+def onnx_file_backend(
+    path: str | os.PathLike, backend: str, threads: int | None
+) -> tuple[OnnxBackend, dict[str, str]]:
+    """An exported graph as the classifier, its card from the graph's own metadata."""
+    if backend != "onnx":
+        raise FerkitError(f"{path}: an ONNX file runs with backend 'onnx', not {backend!r}")
+    if not Path(path).is_file():
+        raise FerkitError(f"{path}: no such ONNX file")
+    runner = OnnxBackend(Path(path), threads=threads)
+    return runner, {"name": Path(path).name, **runner.metadata()}
+
+
 class Recognizer:
     """Detects faces and classifies their expressions with a shipped (or user's) model.
 
-    ``model``: a shipped name ("default", "paper") or a path to ``.safetensors`` with its card.
+    ``model``: a shipped name ("default", "paper"), a path to ``.safetensors`` with its card, or
+    an ``.onnx`` file from ``ferkit export`` (float or int8; runs with ``backend="onnx"``).
     ``detector``: "haar" (default), None (every input is an already-cropped face), or any
     object with ``detect(image) -> list[Box]``. ``backend``: "torch" or "onnx" (onnxruntime,
     ``threads`` intra-op threads, by default the cores up to 8; for torch, None keeps torch's setting).
@@ -44,14 +63,16 @@ class Recognizer:
         backend: str = "torch",
         threads: int | None = None,
     ) -> None:
-        from ferkit.weights import load_model
-
-        net, card = load_model(model)
-        self.card = card
-        self.model_name: str = str(card["name"])
         self.detector = make_detector(detector)
         self.backend_name = backend
-        self._backend = make_backend(backend, net, threads)
+        if is_onnx_file(model):
+            self._backend, self.card = onnx_file_backend(model, backend, threads)
+        else:
+            from ferkit.weights import load_model
+
+            net, self.card = load_model(model)
+            self._backend = make_backend(backend, net, threads)
+        self.model_name: str = str(self.card["name"])
 
     def __repr__(self) -> str:
         detector = type(self.detector).__name__ if self.detector else None
