@@ -26,6 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from timing import window_rate
 
 from ferkit.inference import HaarDetector, Recognizer
 from ferkit.inference.synthetic import group_photo, moving_face_frames, write_video
@@ -36,16 +37,6 @@ RESULTS = REPO / "benchmarks" / "results"
 FER_PYTHON = REPO / ".venv-fer" / "bin" / "python"
 THREADS = 2
 RUNTIMES = ("torch", "onnx", "onnx_1thread", "onnx_int8")
-
-
-def window_rate(fn, items_per_call: int, seconds: float) -> float:
-    """Items/s of ``fn`` over one time window of ``seconds`` (at least 2 calls, after one)."""
-    fn()
-    calls, start = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds or calls < 2:
-        fn()
-        calls += 1
-    return calls * items_per_call / elapsed
 
 
 def call_times_ms(fn, runs: int) -> list[float]:

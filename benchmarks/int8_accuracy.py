@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from timing import window_rate
 
 from ferkit.data import load_data, split_data
 from ferkit.export import export_model
@@ -25,15 +26,6 @@ from ferkit.inference.onnx_backend import OnnxBackend
 
 REPO = Path(__file__).resolve().parents[1]
 THREADS = 2
-
-
-def window_rate(backend: OnnxBackend, faces: np.ndarray, seconds: float) -> float:
-    backend.probabilities(faces)
-    calls, start = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds or calls < 2:
-        backend.probabilities(faces)
-        calls += 1
-    return calls * len(faces) / elapsed
 
 
 def main() -> None:
@@ -66,7 +58,7 @@ def main() -> None:
         rates: dict[str, list[float]] = {name: [] for name in backends}
         for _ in range(args.rounds):
             for name, b in backends.items():
-                rates[name].append(window_rate(b, batch, args.window))
+                rates[name].append(window_rate(lambda b=b: b.probabilities(batch), len(batch), args.window))
     result["crops_per_s_batch64"] = {name: {"best": max(r), "mean": float(np.mean(r))}
                                      for name, r in rates.items()}
     result["speedup_best"] = max(rates["int8"]) / max(rates["float32"])

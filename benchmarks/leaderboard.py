@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+from timing import window_rate
 
 from ferkit.evaluate import evaluate_model
 from ferkit.export import Deployable
@@ -37,16 +37,6 @@ ANCHORS = [
     ("ResNet34 (Pham et al. 2020 baseline)", 0.724, "~21M", "PrivateTest, ImageNet-style net"),
     ("ResMaskingNet (Pham et al. 2020)", 0.7414, "~143M", "PrivateTest"),
 ]
-
-
-def window_rate(fn: Callable[[], object], seconds: float) -> float:
-    """Batches of ``BATCH`` faces per second, as images/s, over one window (after a warm-up call)."""
-    fn()
-    calls, start = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds or calls < 2:
-        fn()
-        calls += 1
-    return calls * BATCH / elapsed
 
 
 def torch_runner(net: torch.nn.Module, batch: torch.Tensor) -> Callable[[], object]:
@@ -71,7 +61,7 @@ def inference_speed(models: dict[str, torch.nn.Module], rounds: int, seconds: fl
     rates: dict[tuple[str, str], list[float]] = {key: [] for key in runners}
     for _ in range(rounds):
         for key, fn in runners.items():
-            rates[key].append(window_rate(fn, seconds))
+            rates[key].append(window_rate(fn, BATCH, seconds))
     out: dict[str, dict] = {name: {} for name in models}
     for (name, runtime), r in rates.items():
         out[name][runtime] = {"best": max(r), "mean": sum(r) / len(r), "windows": len(r)}

@@ -1,0 +1,16 @@
+"""Throughput windows shared by the benchmarks (they run as scripts: ``from timing import ...``)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+
+def window_rate(fn: Callable[[], object], items_per_call: int, seconds: float) -> float:
+    """Items/s of ``fn`` over one time window of ``seconds`` (at least 2 calls, after a warm-up)."""
+    fn()
+    calls, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds or calls < 2:
+        fn()
+        calls += 1
+    return calls * items_per_call / elapsed
