@@ -107,3 +107,12 @@ def test_quantising_without_calibration_data_or_running_onnx_in_torch_is_a_clear
     assert code == 2 and "--quantize int8 needs --calibration DATA" in capsys.readouterr().err
     with pytest.raises(FerkitError, match="runs with backend 'onnx'"):
         Recognizer(exported, backend="torch")
+    foreign = onnx.load(exported)
+    del foreign.metadata_props[:]  # a graph from elsewhere: its class order is unknown
+    onnx.save(foreign, tmp_path / "foreign.onnx")
+    with pytest.raises(FerkitError, match="not a graph from `ferkit export`"):
+        Recognizer(tmp_path / "foreign.onnx", backend="onnx")
+    (tmp_path / "broken.onnx").write_bytes(b"not a graph")
+    result = run_ferkit("predict", "x.png", "--model", tmp_path / "broken.onnx")
+    assert result.returncode == 2 and "cannot load ONNX model" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from ferkit.inference.crop import crop_faces, resize_face
 from ferkit.inference.detect import FaceDetector, make_detector, to_gray
 from ferkit.inference.onnx_backend import OnnxBackend
 from ferkit.inference.types import Box, Prediction, face_from_probs
+from ferkit.labels import CLASSES
 
 
 @dataclass
@@ -43,7 +45,10 @@ def onnx_file_backend(
     if not Path(path).is_file():
         raise FerkitError(f"{path}: no such ONNX file")
     runner = OnnxBackend(Path(path), threads=threads)
-    return runner, {"name": Path(path).name, **runner.metadata()}
+    metadata = runner.metadata()
+    if metadata.get("classes") != json.dumps(list(CLASSES)):
+        raise FerkitError(f"{path}: not a graph from `ferkit export` (its metadata gives no class order)")
+    return runner, {"name": Path(path).name, **metadata}
 
 
 class Recognizer:
