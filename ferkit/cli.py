@@ -47,7 +47,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="accuracy, per-class P/R/F1, macro-F1 and confusion matrix")
-    p.add_argument("--model", default="default", help="shipped model name or .safetensors path")
+    p.add_argument("--model", default="default",
+                   help="shipped model name, .safetensors path or .onnx file from `ferkit export`")
     p.add_argument("--data", required=True, help="FER2013 CSV(.gz), image folders, .tar.gz or class folders")
     p.add_argument("--split", choices=["test", "val", "train"], default="test")
     p.add_argument("--protocol", choices=["canonical", "paper"], default="canonical")

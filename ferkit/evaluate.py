@@ -3,6 +3,7 @@ prediction with optional test-time augmentation (horizontal flip)."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,15 @@ def predict_logits(
     if not out:
         return torch.empty(0, NUM_CLASSES)
     return torch.cat(out)
+
+
+def onnx_probabilities(runner: Any, images: torch.Tensor, tta: bool = False) -> torch.Tensor:
+    """Probabilities of an onnxruntime backend for uint8 faces; with ``tta`` averaged with mirrors."""
+    faces = images.numpy()
+    probs = runner.probabilities(faces)
+    if tta:
+        probs = (probs + runner.probabilities(np.ascontiguousarray(faces[:, :, ::-1]))) / 2
+    return torch.from_numpy(probs)
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, k: int = NUM_CLASSES) -> np.ndarray:
@@ -93,9 +103,15 @@ def evaluate_model(
     """
     from ferkit.data import OTHER, load_data, split_data
     from ferkit.data.summary import leaked_mask
+    from ferkit.inference.recognizer import is_onnx_file, onnx_file_backend
     from ferkit.weights import load_model
 
-    net, card = load_model(model)
+    if model is not None and is_onnx_file(model):  # a graph from `ferkit export`, float or int8
+        runner, card = onnx_file_backend(model, "onnx", None)
+        scores = partial(onnx_probabilities, runner, tta=tta)
+    else:
+        net, card = load_model(model)
+        scores = partial(predict_logits, net, tta=tta)
     data = load_data(data_path)
     if (data.usage == OTHER).all():
         part, split, train = data, "all", None
@@ -107,7 +123,6 @@ def evaluate_model(
             raise FerkitError("--exclude-train-duplicates needs a val or test split of a data set with "
                               "a training split")
         part = part.subset(np.flatnonzero(~leaked_mask(train, part)))
-    logits = predict_logits(net, part.images, tta=tta)
-    metrics = compute_metrics(part.labels.numpy(), logits.argmax(1).numpy())
+    metrics = compute_metrics(part.labels.numpy(), scores(part.images).argmax(1).numpy())
     return metrics | {"model": card.get("name", str(model)), "data": str(data_path), "split": split,
                       "protocol": protocol, "tta": tta}

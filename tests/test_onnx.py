@@ -91,6 +91,12 @@ def test_int8_export_is_quantised_and_agrees_with_float_on_real_faces(int8_graph
     exact = TorchBackend(load_model("paper")[0]).probabilities(faces)
     assert (int8.argmax(1) == exact.argmax(1)).mean() >= 0.9
     assert np.abs(int8 - exact).mean() < 0.05
+    labels = split_data(load_data(fer_slice_csv))["test"].labels.numpy()
+    result = run_ferkit("eval", "--model", int8_graph, "--data", fer_slice_csv, "--json")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    assert metrics["n"] == 128 and metrics["model"] == "paper.int8.onnx"
+    assert metrics["accuracy"] == pytest.approx((int8.argmax(1) == labels).mean())
 
 
 def test_cli_predicts_with_an_exported_int8_graph(int8_graph, astronaut_png):
