@@ -1,6 +1,8 @@
 """Inference speed of ferkit (PyTorch and onnxruntime) side by side with the `fer` package.
 
-Measures, with 2 threads everywhere: classifier crops/s at batch 1 and 64; end-to-end latency
+Measures, with 2 threads everywhere: classifier crops/s at batch 1 and 64 (PyTorch, onnxruntime,
+and the int8 graph of ``ferkit export --quantize int8`` calibrated on ``--calibration`` faces,
+by default the shared FER2013 CSV); end-to-end latency
 (detection + crops + classification) on a 640x480 photo with three real faces; frames/s over
 a 300-frame 640x480 video. `fer` runs in its own virtualenv (``.venv-fer``, made by
 ``benchmarks/setup_fer_venv.sh``) as a ``benchmarks/fer_reference.py`` subprocess that the

@@ -83,7 +83,9 @@ def cutmix_batch(
 
     Returns the mixed batch, the partner indices (for the partner's label) and the weight of each
     image's own label. Under DDP the boxes are drawn for the global batch like
-    :func:`augment_batch`, and partners are taken within each rank's rows.
+    :func:`augment_batch`, but partners are taken within each rank's rows: each rank's first face
+    pairs with that rank's last instead of the previous rank's, so only those pairs differ from a
+    single process.
     """
     n = n_total or x.shape[0]
     pasted, own = sample_cutmix(n, gen, p, x.shape[-1])
@@ -106,7 +108,7 @@ def augment_batch(
 
     Under DDP each rank holds ``rows`` of a global batch of ``n_total`` images: every rank draws
     the parameters of the whole global batch and keeps its own rows, so the augmented data is
-    the same as a single process would see.
+    the same as a single process would see (CutMix, :func:`cutmix_batch`, differs slightly).
     """
     n = n_total or x.shape[0]
     rows = rows or slice(None)

@@ -78,6 +78,8 @@ def build_config(raw: dict[str, Any]) -> TrainConfig:
     if unknown:
         raise FerkitError(f"unknown config key(s): {', '.join(sorted(unknown))}")
     aug = raw.pop("augment", {})
+    if not isinstance(aug, dict):
+        raise FerkitError(f"augment={aug!r} must be a table of augment.* settings, e.g. augment.zoom=0.1")
     aug_known = {f.name for f in dataclasses.fields(AugmentConfig)}
     if set(aug) - aug_known:
         raise FerkitError(f"unknown augment key(s): {', '.join(sorted(set(aug) - aug_known))}")

@@ -77,6 +77,8 @@ def export_model(
         raise FerkitError(f"unknown export format {fmt!r}; supported: {', '.join(FORMATS)}")
     if quantize not in (None, *QUANTIZE):
         raise FerkitError(f"unknown quantisation {quantize!r}; supported: {', '.join(QUANTIZE)}")
+    if calibration is not None and not quantize:
+        raise FerkitError("--calibration is only used with --quantize int8")
     if quantize and calibration is None:
         raise FerkitError("--quantize int8 needs --calibration DATA: training faces (e.g. the FER2013 "
                           "CSV) on which to measure the activation ranges")

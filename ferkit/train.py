@@ -194,20 +194,20 @@ def recalibrated(
     The running statistics (and an EMA's average of them) come from augmented batches: erased,
     rotated, zoomed faces. Test faces are clean, so one pass over clean faces (mirrored at random,
     as flips are label-preserving) gives statistics that match them, the ``update_bn`` step of
-    SWA. The copy leaves the model and its EMA untouched, so training goes on as before.
+    SWA. The copy leaves the model and its EMA untouched, so training goes on as before. Every
+    DDP rank recalibrates on the same N faces, so the result does not depend on the world size.
     """
     copy = deepcopy(unwrap(model))
     gen = epoch_generator(cfg.seed + 1, epoch)
     chosen = torch.randperm(len(train), generator=gen)[: cfg.bn_recalibrate]
-    shard = chosen[info.rank :: info.world_size]
-    batches = []
-    for start in range(0, len(shard), cfg.eval_batch_size):
-        x = to_model_input(train.images[shard[start : start + cfg.eval_batch_size]])
-        flip = torch.rand(len(x), 1, 1, 1, generator=gen) < 0.5
-        batches.append(torch.where(flip, hflip(x), x))
+    flip = torch.rand(len(chosen), 1, 1, 1, generator=gen) < 0.5
+    faces = to_model_input(train.images[chosen])
+    faces = torch.where(flip, hflip(faces), faces)
+    # Near-equal batches: update_bn averages the batches' statistics with equal weights.
+    batches = torch.tensor_split(faces, math.ceil(len(faces) / cfg.eval_batch_size))
     with torch.autocast(info.device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
         update_bn(batches, copy, device=info.device)
-    distributed.broadcast_buffers(info, copy)
+    distributed.broadcast_buffers(info, copy)  # every rank saw the same faces; make it exact
     return copy.eval()
 
 
@@ -295,7 +295,8 @@ def fit(
 ) -> dict[str, Any]:
     """Train, keep the best epoch by validation accuracy, and write the run folder:
     ``model.safetensors`` + ``model.json``, ``history.json``/``.csv``, ``checkpoint.pt``,
-    ``metrics_test.json``. Returns the test metrics."""
+    ``metrics_test.json``. Returns the test metrics (with ``test_at_end=false``: no test scoring,
+    no ``metrics_test.json``, only ``{"summary": ...}``)."""
     out = Path(out_dir)
     info = distributed.setup()
     try:
@@ -428,7 +429,8 @@ def finish(
     cfg: TrainConfig, splits: dict[str, FerData], out: Path, state: RunState,
     info: distributed.DistInfo, command: str, checksums: list[list[float]],
 ) -> dict[str, Any]:
-    """Restore the best epoch's weights, evaluate them on the test split, write model + metrics."""
+    """Restore the best epoch's weights, write them as the run's model and, unless
+    ``test_at_end`` is off, evaluate them on the test split."""
     if not info.is_main:
         return {}
     best, _ = load_model_file(out / "best")

@@ -39,7 +39,8 @@ def test_torchrun_two_ranks_match_each_other_and_a_single_process(fer_slice_csv,
     # Only rank 0 logs: one line per epoch, not two.
     assert ddp.stderr.count("epoch   1/2") == 1
 
-    # Same global batch and augmentation; only batch-norm statistics differ (16 images per rank).
+    # Same global batch and augmentation, except CutMix partners, taken within each rank's rows (so
+    # the first face of each rank pairs differently); batch-norm statistics differ (16 per rank).
     a = load_file(tmp_path / "ddp" / "model.safetensors")
     b = load_file(tmp_path / "single" / "model.safetensors")
     weights = [k for k in a if a[k].is_floating_point() and "running" not in k]

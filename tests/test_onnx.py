@@ -111,6 +111,16 @@ def test_quantising_without_calibration_data_or_running_onnx_in_torch_is_a_clear
 ):
     code = main(["export", "--model", "paper", "--quantize", "int8", "--out", str(tmp_path / "q.onnx")])
     assert code == 2 and "--quantize int8 needs --calibration DATA" in capsys.readouterr().err
+    code = main(["export", "--model", "paper", "--calibration", "x.csv", "--out", str(tmp_path / "q.onnx")])
+    assert code == 2 and "--calibration is only used with --quantize int8" in capsys.readouterr().err
+    from PIL import Image
+
+    (tmp_path / "no_train" / "train").mkdir(parents=True)  # test faces only: nothing to calibrate on
+    (tmp_path / "no_train" / "test" / "happy").mkdir(parents=True)
+    Image.new("L", (48, 48), 128).save(tmp_path / "no_train" / "test" / "happy" / "a.png")
+    code = main(["export", "--model", "paper", "--quantize", "int8", "--calibration",
+                 str(tmp_path / "no_train"), "--out", str(tmp_path / "q.onnx")])
+    assert code == 2 and "no training images" in capsys.readouterr().err
     with pytest.raises(FerkitError, match="runs with backend 'onnx'"):
         Recognizer(exported, backend="torch")
     foreign = onnx.load(exported)

@@ -112,6 +112,8 @@ def test_run_folder_eval_and_report(fer_slice_csv, tmp_path):
     ("teachers=paper", "must be a list of model names"),
     ("ema_decay=abc", "ema_decay='abc' must be a number"),
     ("init_from=no-such-model", "unknown model 'no-such-model'"),
+    ("augment=1", "augment=1 must be a table"),
+    ("augment.cutmix=yes", "augment.cutmix='yes' must be a number"),
 ])
 def test_bad_override_is_one_line(override, message, tmp_path):
     result = run_ferkit("train", "--data", "x.csv", "--out", tmp_path, override)

@@ -24,6 +24,8 @@ def canonical_split(data: FerData) -> dict[str, FerData]:
 
 
 def _stratified_parts(data: FerData, fractions: tuple[float, ...], seed: int) -> list[FerData]:
+    if not len(data):
+        raise DataError(f"{data.origin}: no training images to split")
     rng = np.random.default_rng(seed)
     labels = data.labels.numpy()
     picks: list[list[np.ndarray]] = [[] for _ in fractions]

@@ -57,7 +57,8 @@ class Recognizer:
     ``model``: a shipped name ("default", "paper"), a path to ``.safetensors`` with its card, or
     an ``.onnx`` file from ``ferkit export`` (float or int8; runs with ``backend="onnx"``).
     ``detector``: "haar" (default), None (every input is an already-cropped face), or any
-    object with ``detect(image) -> list[Box]``. ``backend``: "torch" or "onnx" (onnxruntime,
+    object with ``detect(image) -> list[Box]``. ``backend``: "torch" (the default for weights) or
+    "onnx" (the default for ``.onnx`` files; onnxruntime,
     ``threads`` intra-op threads, by default the cores up to 8; for torch, None keeps torch's setting).
     """
 
@@ -65,10 +66,11 @@ class Recognizer:
         self,
         model: str | os.PathLike = "default",
         detector: str | FaceDetector | None = "haar",
-        backend: str = "torch",
+        backend: str | None = None,
         threads: int | None = None,
     ) -> None:
         self.detector = make_detector(detector)
+        backend = backend or ("onnx" if is_onnx_file(model) else "torch")
         self.backend_name = backend
         if is_onnx_file(model):
             self._backend, self.card = onnx_file_backend(model, backend, threads)
