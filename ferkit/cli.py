@@ -131,7 +131,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="REST API and web page (FastAPI under uvicorn)")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (0.0.0.0 for all)")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--model", default="default", help="shipped model name or weights path")
+    p.add_argument("--model", default="default",
+                   help="shipped model name, weights path or .onnx file from `ferkit export`")
     p.add_argument("--workers", type=int, default=1, help="processes, each with its own model")
     p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest accepted image upload")
     p.set_defaults(func=_cmd_serve)
@@ -157,7 +158,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="emotions of the faces in image files, folders or globs")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (recursive) or globs")
-    p.add_argument("--model", default="default", help="shipped model name or weights path")
+    p.add_argument("--model", default="default",
+                   help="shipped model name, weights path or .onnx file from `ferkit export`")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", dest="format", action="store_const", const="json",
                      help="JSON Lines: one object per image (the web service's response shape)")
@@ -194,7 +196,8 @@ def _add_video(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--csv", help="per-frame CSV: time, face id, box, 7 probabilities")
     p.add_argument("--plot", help="emotion-over-time plot (.png)")
     p.add_argument("--every", type=int, default=1, metavar="N", help="analyse every Nth frame")
-    p.add_argument("--model", default="default", help="shipped model name or weights path")
+    p.add_argument("--model", default="default",
+                   help="shipped model name, weights path or .onnx file from `ferkit export`")
     p.add_argument("--backend", choices=["torch", "onnx"],
                    help="onnxruntime (default: the faster for one frame's few faces) or PyTorch")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -212,7 +215,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a model for other runtimes (ONNX, dynamic batch)")
-    p.add_argument("--model", default="default", help="shipped model name or weights path")
+    p.add_argument("--model", default="default",
+                   help="shipped model name, weights path or .onnx file from `ferkit export`")
     p.add_argument("--format", default="onnx", choices=["onnx"])
     p.add_argument("--out", required=True, help="file to write, e.g. paper.onnx")
     p.add_argument("--quantize", choices=["int8"],

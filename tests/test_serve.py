@@ -238,3 +238,20 @@ def test_cli_refuses_an_unknown_model_in_one_line() -> None:
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 2
     assert "unknown model" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_serves_an_exported_onnx_graph(tmp_path, astronaut_png) -> None:
+    from ferkit.cli import main
+    from ferkit.serve.launch import ServerProcess
+
+    graph = tmp_path / "paper.onnx"
+    assert main(["export", "--model", "paper", "--out", str(graph)]) == 0
+    with ServerProcess("--model", str(graph), cwd=Path(__file__).resolve().parents[1]) as server:
+        assert httpx.get(f"{server.url}/healthz").json()["model"] == "paper.onnx"
+        photo = {"file": ("a.png", astronaut_png.read_bytes(), "image/png")}
+        reply = httpx.post(f"{server.url}/v1/predict", files=photo, timeout=60)
+        assert reply.status_code == 200
+        assert [face["label"] for face in reply.json()["faces"]] == ["happy"]
+    run = subprocess.run([sys.executable, "-m", "ferkit", "serve", "--model", str(tmp_path / "missing.onnx")],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "no such ONNX file" in run.stderr and "Traceback" not in run.stderr

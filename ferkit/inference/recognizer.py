@@ -36,6 +36,17 @@ def is_onnx_file(model: str | os.PathLike) -> bool:
     return str(model).lower().endswith(".onnx")
 
 
+def check_model(model: str | os.PathLike) -> None:
+    """Fail fast, with a one-line error, on a model name or file that :class:`Recognizer` cannot load."""
+    if is_onnx_file(model):
+        if not Path(model).is_file():
+            raise FerkitError(f"{model}: no such ONNX file")
+        return
+    from ferkit.weights import resolve
+
+    resolve(model)
+
+
 def onnx_file_backend(
     path: str | os.PathLike, backend: str, threads: int | None
 ) -> tuple[OnnxBackend, dict[str, str]]:

@@ -15,8 +15,8 @@ import anyio
 import numpy as np
 
 from ferkit.imageio import load_image
+from ferkit.inference.recognizer import check_model
 from ferkit.inference.types import Prediction, prediction_json
-from ferkit.weights import resolve
 
 if TYPE_CHECKING:
     from ferkit.inference.recognizer import Recognizer
@@ -39,7 +39,7 @@ class Engine:
     """Owns the process's Recognizer and the limiters that guard it."""
 
     def __init__(self, model: str = "default", threads: int | None = None) -> None:
-        resolve(model)  # fail now, with the list of shipped models, not in the first request
+        check_model(model)  # fail now, with the list of shipped models, not in the first request
         self.model = model
         self.model_name = ""  # the Recognizer's own name for it, once loaded
         self.threads = threads

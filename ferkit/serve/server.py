@@ -6,8 +6,8 @@ import os
 
 from ferkit.cpu import available_cores
 from ferkit.errors import FerkitError
+from ferkit.inference.recognizer import check_model
 from ferkit.serve.limits import MB
-from ferkit.weights import resolve
 
 
 def worker_threads(workers: int) -> int:
@@ -22,7 +22,7 @@ def run_server(host: str = "127.0.0.1", port: int = 8000, model: str = "default"
         raise FerkitError("--workers must be at least 1")
     if max_upload_mb <= 0:
         raise FerkitError("--max-upload-mb must be positive")
-    resolve(model)  # an unknown model fails here, with the CLI's one-line error, not in each worker
+    check_model(model)  # an unknown model fails here, with the CLI's one-line error, not in each worker
     import uvicorn
 
     os.environ["FERKIT_SERVE_MODEL"] = model
