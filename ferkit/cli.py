@@ -215,8 +215,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a model for other runtimes (ONNX, dynamic batch)")
-    p.add_argument("--model", default="default",
-                   help="shipped model name, weights path or .onnx file from `ferkit export`")
+    p.add_argument("--model", default="default", help="shipped model name or weights path")
     p.add_argument("--format", default="onnx", choices=["onnx"])
     p.add_argument("--out", required=True, help="file to write, e.g. paper.onnx")
     p.add_argument("--quantize", choices=["int8"],

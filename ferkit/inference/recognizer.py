@@ -53,8 +53,7 @@ def onnx_file_backend(
     """An exported graph as the classifier, its card from the graph's own metadata."""
     if backend != "onnx":
         raise FerkitError(f"{path}: an ONNX file runs with backend 'onnx', not {backend!r}")
-    if not Path(path).is_file():
-        raise FerkitError(f"{path}: no such ONNX file")
+    check_model(path)
     runner = OnnxBackend(Path(path), threads=threads)
     metadata = runner.metadata()
     if metadata.get("classes") != json.dumps(list(CLASSES)):
