@@ -106,7 +106,10 @@ def train_one_epoch(
     steps = len(train) // cfg.batch_size
     per_rank = cfg.batch_size // info.world_size
     rows = slice(info.rank * per_rank, (info.rank + 1) * per_rank)
-    loss_sum = correct = seen = 0.0
+    # Running sums stay on the device: a .item() per step would stall a GPU at every batch.
+    loss_sum = torch.zeros((), dtype=torch.float64, device=info.device)
+    correct = torch.zeros((), dtype=torch.int64, device=info.device)
+    seen = 0
     start = time.perf_counter()
     bar = tqdm(
         range(steps), desc=f"epoch {state.epoch + 1}/{cfg.epochs}", unit="batch",
@@ -118,8 +121,8 @@ def train_one_epoch(
         for group in opt.param_groups:
             group["lr"] = lr
         idx = perm[step * cfg.batch_size : (step + 1) * cfg.batch_size][rows]
-        x = to_model_input(train.images[idx])
-        x = augment_batch(x, cfg.augment, gen, rows=rows, n_total=cfg.batch_size).to(info.device)
+        x = to_model_input(train.images[idx].to(info.device))  # augmented where the model runs
+        x = augment_batch(x, cfg.augment, gen, rows=rows, n_total=cfg.batch_size)
         y = train.labels[idx].to(info.device)
         partner, own = None, None
         if cfg.augment.cutmix > 0:
@@ -136,16 +139,16 @@ def train_one_epoch(
         scaler.update()
         if ema is not None:
             ema.update_parameters(unwrap(model))
-        loss_sum += loss.item() * len(y)
-        correct += (logits.argmax(1) == y).sum().item()
+        loss_sum += loss.detach() * len(y)
+        correct += (logits.argmax(1) == y).sum()
         seen += len(y)
         if info.is_main and (step % 20 == 0 or step == steps - 1):
             rate = seen * info.world_size / (time.perf_counter() - start)
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}",
+            bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}",
                             img_s=f"{rate:.0f}", lr=f"{lr:.2e}", refresh=False)
     bar.close()
     elapsed = time.perf_counter() - start
-    loss_sum, correct, seen = distributed.all_sum(info, loss_sum, correct, seen)
+    loss_sum, correct, seen = distributed.all_sum(info, loss_sum.item(), correct.item(), seen)
     return {"train_loss": loss_sum / seen, "train_acc": correct / seen,
             "train_seconds": elapsed, "images_per_s": seen / elapsed, "lr": lr}
 

@@ -1,0 +1,120 @@
+"""How fast onnxruntime classifies crops as the paper network narrows, beside fer's own model.
+
+The crop-rate bar of the photos/video issue asks the `paper` model, through onnxruntime, for
+twice the rate of fer's default model (its int8 TFLite graph, 10 M multiply-adds per face,
+invoked face by face). This measures, in one run and with 2 threads, float and int8 onnxruntime
+crops/s at batch 64 for the paper network at several widths (random weights: the cost does not
+depend on the values; the int8 graphs are calibrated on real training faces), alternating window
+by window with fer's TFLite and Keras models so that all meet the same machine load. Writes
+benchmarks/results/width_speed.json and .md.
+
+    python benchmarks/width_speed.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from inference import RESULTS, THREADS, rate_stats, start_fer
+from timing import window_rate
+
+from ferkit.export import onnx_bytes
+from ferkit.models import create_model
+from ferkit.models.summary import count_multiply_adds
+from ferkit.quantize import calibration_faces, quantize_int8
+
+WIDTHS = {  # name: (stem, stage widths); "1.0" is configs/paper.toml before the half-width switch
+    "1.0": ((32, 64), (128, 256, 512)),
+    "0.75": ((24, 48), (96, 192, 384)),
+    "0.625": ((20, 40), (80, 160, 320)),
+    "0.5": ((16, 32), (64, 128, 256)),
+}
+BATCH = 64
+
+
+def session(graph: bytes) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = THREADS, 1
+    return ort.InferenceSession(graph, opts, providers=["CPUExecutionProvider"])
+
+
+def graphs(calibration: np.ndarray) -> dict[str, dict]:
+    """Float and int8 sessions plus the cost of the paper network at each width."""
+    out = {}
+    for name, (stem, widths) in WIDTHS.items():
+        torch.manual_seed(0)
+        model = create_model("paper_net", stem=list(stem), widths=list(widths)).eval()
+        graph = onnx_bytes(model)
+        out[name] = {"params": sum(p.numel() for p in model.parameters()),
+                     "mmacs": count_multiply_adds(model) / 1e6,
+                     "sessions": {"float": session(graph),
+                                  "int8": session(quantize_int8(graph, calibration))}}
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default="../shared/data/fer2013/fer2013.csv.gz", help="calibration faces")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--window", type=float, default=0.6, help="seconds per timed window")
+    args = ap.parse_args()
+    faces = calibration_faces(args.data, n=500)
+    nets = graphs(faces)
+    fer = start_fer()
+    crops = faces[:BATCH]
+    rates: dict[str, list[float]] = {}
+    for _ in range(args.rounds):
+        for name, net in nets.items():
+            for kind, sess in net["sessions"].items():
+                rates.setdefault(f"{name}_{kind}", []).append(
+                    window_rate(lambda s=sess: s.run(None, {"faces": crops}), BATCH, args.window))
+                if not isinstance(fer, str):
+                    for model in ("tflite", "keras"):
+                        reply = fer.ask(task="crops", model=model, batch=BATCH, seconds=args.window)
+                        rates.setdefault(f"fer_{model}", []).append(reply["rate"])
+    result = {
+        "machine": {"cpus": len(__import__("os").sched_getaffinity(0)), "threads": THREADS,
+                    "onnxruntime": ort.__version__, "python": platform.python_version()},
+        "batch": BATCH, "rounds": args.rounds, "window_s": args.window,
+        "widths": {name: {"stem": WIDTHS[name][0], "widths": WIDTHS[name][1], "params": net["params"],
+                          "mmacs": net["mmacs"],
+                          **{kind: rate_stats(rates[f"{name}_{kind}"]) for kind in net["sessions"]}}
+                   for name, net in nets.items()},
+        "fer": ({"skipped": fer} if isinstance(fer, str)
+                else {m: rate_stats(rates[f"fer_{m}"]) for m in ("tflite", "keras")}),
+    }
+    if not isinstance(fer, str):
+        fer.close()
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "width_speed.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / "width_speed.md").write_text(markdown(result))
+    print(markdown(result))
+    return 0
+
+
+def markdown(r: dict) -> str:
+    fer = r["fer"]
+    tflite = fer.get("tflite", {}).get("best")
+    lines = ["# Crop rate of the paper network by width (onnxruntime, batch 64, 2 threads)", "",
+             "`python benchmarks/width_speed.py`; best window of "
+             f"{r['rounds']} per entry, alternating with fer's models. fer: "
+             + (f"TFLite int8 {tflite:,.0f} crops/s (face by face, its default), Keras "
+                f"{fer['keras']['best']:,.0f} (batch 64)." if tflite else fer.get("skipped", "")), "",
+             "| width | stem / stages | params | M multiply-adds | float crops/s | int8 crops/s "
+             "| best / fer TFLite |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, w in r["widths"].items():
+        best = max(w["float"]["best"], w["int8"]["best"])
+        ratio = f"{best / tflite:.2f}x" if tflite else "-"
+        lines.append(f"| {name} | {list(w['stem'])} / {list(w['widths'])} | {w['params']:,} "
+                     f"| {w['mmacs']:.1f} | {w['float']['best']:,.0f} | {w['int8']['best']:,.0f} | {ratio} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
