@@ -139,3 +139,18 @@ def test_predict_batch_names_the_unreadable_image(recognizer, astronaut_png):
         recognizer.predict_batch([astronaut_png, b"plain text, not an image"])
     with pytest.raises(ImageError, match=r"^empty file"):
         recognizer.predict(b"")
+
+
+def test_web_page_and_annotated_images_share_one_palette():
+    """A class has the same colour on the web page as in `ferkit predict --annotate` images."""
+    import re
+    from pathlib import Path
+
+    import ferkit.serve
+    from ferkit.inference.annotate import CLASS_COLORS
+
+    app_js = (Path(ferkit.serve.__file__).parent / "static" / "app.js").read_text()
+    block = re.search(r"const COLORS = \{(.*?)\};", app_js, re.S).group(1)
+    page = {name: tuple(int(h[i : i + 2], 16) for i in (0, 2, 4))
+            for name, h in re.findall(r'(\w+): "#([0-9a-f]{6})"', block)}
+    assert page == CLASS_COLORS

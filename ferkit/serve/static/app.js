@@ -3,9 +3,10 @@
 "use strict";
 
 const EMOTIONS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"];
+// The palette of the annotated images (ferkit/inference/annotate.py CLASS_COLORS; a test keeps them equal).
 const COLORS = {
-  angry: "#e5484d", disgust: "#30a46c", fear: "#8e4ec6", happy: "#f76b15",
-  sad: "#3e63dd", surprise: "#12a594", neutral: "#8b8d98",
+  angry: "#e63946", disgust: "#6a994e", fear: "#9b5de5", happy: "#ffbe0b",
+  sad: "#3a86ff", surprise: "#fb8500", neutral: "#adb5bd",
 };
 const WEBCAM_INTERVAL_MS = 250; // at most 4 requests a second, one in flight at a time
 const WEBCAM_MAX_WIDTH = 640; // frames are downscaled before upload
@@ -91,7 +92,7 @@ function drawBoxes(faces) {
     const tagTop = y - fontSize - 6 >= 0 ? y - fontSize - 6 : y + h;
     ctx.fillStyle = color;
     ctx.fillRect(x - line / 2, tagTop, tagWidth, fontSize + 6);
-    ctx.fillStyle = "#ffffff";
+    ctx.fillStyle = "#000000"; // dark on the light palette, as in the annotated images
     ctx.fillText(tag, x + 4 - line / 2, tagTop + fontSize + 4);
     drawn += 1;
   });
