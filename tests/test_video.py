@@ -66,3 +66,19 @@ def test_unreadable_video_is_a_clear_error(tmp_path, capsys):
     bad.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
     assert main(["video", str(bad), "--quiet"]) == 2
     assert "bad.mp4" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("frames", [25, 5])  # past the 2 s warm-up, and a recording shorter than it
+def test_camera_recording_plays_at_the_rate_frames_came(tmp_path: Path, frames: int) -> None:
+    """A camera that says 30 frames/s but delivers 10 gives a file of 10 frames/s, all frames kept."""
+    from ferkit.inference.video import LiveVideoWriter
+
+    path = tmp_path / "camera.mp4"
+    writer = LiveVideoWriter(path, nominal_fps=30.0)
+    for i in range(frames):
+        writer.write(np.full((120, 160, 3), i * 8, np.uint8), t=0.5 + i * 0.1)
+    writer.release()
+    cap = cv2.VideoCapture(str(path))
+    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(10.0, rel=0.01)
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == frames
+    cap.release()

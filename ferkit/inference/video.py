@@ -129,7 +129,8 @@ def analyse_video(
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if not camera else 0
     records: list[FaceRecord] = []
     summary = VideoSummary()
-    writer = rows = csv_file = None
+    writer: cv2.VideoWriter | LiveVideoWriter | None = None
+    rows = csv_file = None
     start = time.perf_counter()
     try:
         rows, csv_file = _open_csv(csv_path)
@@ -143,8 +144,13 @@ def analyse_video(
                 records.extend(new)
                 _write_rows(rows, new)
             if out is not None:
-                writer = writer or _open_writer(out, fps, frame.shape)
-                writer.write(draw_faces(frame, faces, ids, bgr=True))
+                annotated = draw_faces(frame, faces, ids, bgr=True)
+                if camera:
+                    writer = writer or LiveVideoWriter(out, fps)
+                    writer.write(annotated, t)
+                else:
+                    writer = writer or _open_writer(out, fps, frame.shape)
+                    writer.write(annotated)
             summary.frames += 1
             bar.update()
         bar.close()
@@ -161,8 +167,8 @@ def analyse_video(
     summary.track_ids = {r.face_id for r in records}
     if summary.frames == 0:
         raise FerkitError(f"{source}: no frame could be read")
-    if plot is not None:
-        plot_emotions(records, plot, fps / every)
+    if plot is not None:  # a camera's rate is the one measured, not the nominal one
+        plot_emotions(records, plot, (summary.fps if camera else fps) / every)
     return summary
 
 
@@ -185,6 +191,49 @@ def _write_rows(rows: csv.DictWriter | None, records: list[FaceRecord]) -> None:
         rows.writerow({"frame": r.frame, "time_s": f"{r.time_s:.3f}", "face_id": r.face_id,
                        "x": b.x, "y": b.y, "w": b.w, "h": b.h, "label": r.face.label,
                        "score": f"{r.face.score:.5f}", **probs})
+
+
+class LiveVideoWriter:
+    """An annotated-video writer for a camera, whose file plays at the rate frames really came.
+
+    A camera's nominal rate (often 30) is not what the detect-and-classify loop delivers, so
+    the first ``warmup_s`` seconds of frames are held back, their rate measured, and the file
+    opened at that rate; a recording shorter than that uses what it has.
+    """
+
+    def __init__(self, path: str | Path, nominal_fps: float, warmup_s: float = 2.0) -> None:
+        self.path, self.nominal_fps, self.warmup_s = path, nominal_fps, warmup_s
+        self.held: list[np.ndarray] = []
+        self.times: list[float] = []
+        self.writer: cv2.VideoWriter | None = None
+
+    @property
+    def fps(self) -> float:
+        """Frames per second measured over the held frames (the nominal rate until two came)."""
+        if len(self.times) < 2 or self.times[-1] <= self.times[0]:
+            return self.nominal_fps
+        return (len(self.times) - 1) / (self.times[-1] - self.times[0])
+
+    def write(self, frame: np.ndarray, t: float) -> None:
+        if self.writer is not None:
+            self.writer.write(frame)
+            return
+        self.held.append(frame)
+        self.times.append(t)
+        if t - self.times[0] >= self.warmup_s:
+            self._flush()
+
+    def _flush(self) -> None:
+        self.writer = _open_writer(self.path, self.fps, self.held[0].shape)
+        for frame in self.held:
+            self.writer.write(frame)
+        self.held = []
+
+    def release(self) -> None:
+        if self.writer is None and self.held:
+            self._flush()
+        if self.writer is not None:
+            self.writer.release()
 
 
 def _open_writer(path: str | Path, fps: float, shape: tuple[int, ...]) -> cv2.VideoWriter:
