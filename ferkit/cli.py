@@ -7,6 +7,7 @@ import shlex
 import sys
 from collections.abc import Callable
 
+from ferkit.cpu import keep_freed_memory
 from ferkit.errors import FerkitError
 
 
@@ -244,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
+    keep_freed_memory()  # batch after batch of same-sized tensors: reuse, not page faults
     try:
         return func(args)
     except FerkitError as exc:
