@@ -106,9 +106,9 @@ def markdown(rows: list[dict]) -> str:
     lines += [f"| {n} | {a:.2%} | - | - | {p or 'n/a'} | - | - | {c or 'published'} |"
               for n, a, p, c in ANCHORS]
     lines += ["", "Caveats: the anchors' numbers are copied from their papers, not re-measured here; "
-              "the paper's 65.2% is on its own random split (ferkit's run of that split is in "
-              "results/paper-split/). The anchors are reported on all of PrivateTest, duplicates "
-              "included.", ""]
+              "the paper's 65.2% is on its own random split (ferkit's run of that split, with "
+              "`paper-wide`, is in results/paper-split/). The anchors are reported on all of "
+              "PrivateTest, duplicates included.", ""]
     return "\n".join(lines)
 
 

@@ -54,4 +54,4 @@ def test_a_second_batch_reuses_the_first_ones_memory():
 
     default = page_faults("default")
     assert default > 50_000  # hundreds of MB faulted in and zeroed by the kernel per batch
-    assert page_faults("keep") < default / 100
+    assert page_faults("keep") < default / 4  # measured: 0 to 60k against 507k

@@ -58,4 +58,5 @@ def test_multiply_adds_count_by_hand():
     assert count_multiply_adds(net) == 48 * 48 * (4 * 9 + 4 * 9 + 8 * 4) + 8 * 7
     assert net.training  # left as it was found
     result = run_ferkit("model", "summary", "paper")
-    assert "multiply-adds per 48x48 face: 59.1 M" in result.stdout
+    assert "multiply-adds per 48x48 face: 15.4 M" in result.stdout
+    assert "multiply-adds per 48x48 face: 59.1 M" in run_ferkit("model", "summary", "paper-wide").stdout
