@@ -66,6 +66,13 @@ def test_onnx_backend_recognizer_matches_torch(recognizer, astronaut_png):
         assert np.abs(diff).max() < 1e-4
 
 
+def test_spinning_onnx_threads_classify_the_same(faces):
+    """spin=True (onnxruntime's own threading default) changes speed, never the probabilities."""
+    asleep = Recognizer("paper", detector=None, backend="onnx", threads=2).classify(faces)
+    spinning = Recognizer("paper", detector=None, backend="onnx", threads=2, spin=True).classify(faces)
+    assert np.abs(asleep - spinning).max() < 1e-6
+
+
 def test_unknown_model_is_a_clear_error(tmp_path, capsys):
     code = main(["export", "--model", "nonexistent-model", "--out", str(tmp_path / "x.onnx")])
     assert code == 2 and "unknown model" in capsys.readouterr().err
