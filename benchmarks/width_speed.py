@@ -28,7 +28,7 @@ from ferkit.models import create_model
 from ferkit.models.summary import count_multiply_adds
 from ferkit.quantize import calibration_faces, quantize_int8
 
-WIDTHS = {  # name: (stem, stage widths); "1.0" is configs/paper.toml before the half-width switch
+WIDTHS = {  # name: (stem, stage widths); "1.0" is configs/paper-wide.toml, "0.5" configs/paper.toml
     "1.0": ((32, 64), (128, 256, 512)),
     "0.75": ((24, 48), (96, 192, 384)),
     "0.625": ((20, 40), (80, 160, 320)),

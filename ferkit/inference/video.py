@@ -159,10 +159,12 @@ def analyse_video(
     finally:
         summary.seconds = time.perf_counter() - start
         cap.release()
-        if writer is not None:
-            writer.release()
-        if csv_file is not None:
-            csv_file.close()
+        try:
+            if writer is not None:
+                writer.release()
+        finally:  # the CSV is closed even if the video file could not be written
+            if csv_file is not None:
+                csv_file.close()
     summary.faces = len(records)
     summary.track_ids = {r.face_id for r in records}
     if summary.frames == 0:
@@ -224,10 +226,10 @@ class LiveVideoWriter:
             self._flush()
 
     def _flush(self) -> None:
-        self.writer = _open_writer(self.path, self.fps, self.held[0].shape)
-        for frame in self.held:
+        held, self.held = self.held, []  # a writer that cannot open fails once, not again at release
+        self.writer = _open_writer(self.path, self.fps, held[0].shape)
+        for frame in held:
             self.writer.write(frame)
-        self.held = []
 
     def release(self) -> None:
         if self.writer is None and self.held:

@@ -3,10 +3,12 @@
 A plain convolutional stem, then stages of residual blocks built from depthwise-separable
 convolutions, batch norm and Squeeze-and-Excitation, dropout, global pooling and a 7-way
 classifier. Widths are ferkit's choice (the paper gives none): the stem downsamples once so
-that the depthwise convolutions, slow on CPUs, never run at the full 48x48 resolution, and the
-default widths (209,423 parameters, 15.4 M multiply-adds per face) let onnxruntime classify
-faces at twice the rate of `fer`'s model on two CPU cores (benchmarks/width_speed.py). Twice
-these widths is configs/paper-wide.toml.
+that the depthwise convolutions, slow on CPUs, never run at the full 48x48 resolution. The
+constructor's defaults are the full widths (815,127 parameters; configs/paper-wide.toml), kept
+so that weights saved without explicit widths still load; the shipped `paper` and `default`
+use half of them (configs/paper.toml: 209,423 parameters, 15.4 M multiply-adds per face), which
+lets onnxruntime classify faces at twice the rate of `fer`'s model on two CPU cores
+(benchmarks/width_speed.py).
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from ferkit.models.registry import register_model
 class PaperNet(nn.Module):
     def __init__(
         self,
-        stem: Sequence[int] = (16, 32),
-        widths: Sequence[int] = (64, 128, 256),
+        stem: Sequence[int] = (32, 64),
+        widths: Sequence[int] = (128, 256, 512),
         blocks_per_stage: int = 1,
         *,
         se: bool = True,
