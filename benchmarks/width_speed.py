@@ -4,7 +4,8 @@ The crop-rate bar of the photos/video issue asks the `paper` model, through onnx
 twice the rate of fer's default model (its int8 TFLite graph, 10 M multiply-adds per face,
 invoked face by face). This measures, in one run and with 2 threads, float and int8 onnxruntime
 crops/s at batch 64 for the paper network at several widths (random weights: the cost does not
-depend on the values; the int8 graphs are calibrated on real training faces), alternating window
+depend on the values; the int8 graphs are calibrated on real training faces; onnxruntime's idle
+threads spin, its own default: ``spin=True`` in ferkit), alternating window
 by window with fer's TFLite and Keras models so that all meet the same machine load. Writes
 benchmarks/results/width_speed.json and .md.
 
@@ -24,6 +25,7 @@ from inference import RESULTS, THREADS, rate_stats, start_fer
 from timing import window_rate
 
 from ferkit.export import onnx_bytes
+from ferkit.inference.onnx_backend import OnnxBackend
 from ferkit.models import create_model
 from ferkit.models.summary import count_multiply_adds
 from ferkit.quantize import calibration_faces, quantize_int8
@@ -37,12 +39,6 @@ WIDTHS = {  # name: (stem, stage widths); "1.0" is configs/paper-wide.toml, "0.5
 BATCH = 64
 
 
-def session(graph: bytes) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads = THREADS, 1
-    return ort.InferenceSession(graph, opts, providers=["CPUExecutionProvider"])
-
-
 def graphs(calibration: np.ndarray) -> dict[str, dict]:
     """Float and int8 sessions plus the cost of the paper network at each width."""
     out = {}
@@ -52,8 +48,9 @@ def graphs(calibration: np.ndarray) -> dict[str, dict]:
         graph = onnx_bytes(model)
         out[name] = {"params": sum(p.numel() for p in model.parameters()),
                      "mmacs": count_multiply_adds(model) / 1e6,
-                     "sessions": {"float": session(graph),
-                                  "int8": session(quantize_int8(graph, calibration))}}
+                     "sessions": {"float": OnnxBackend(graph, threads=THREADS, spin=True),
+                                  "int8": OnnxBackend(quantize_int8(graph, calibration), threads=THREADS,
+                                                      spin=True)}}
     return out
 
 
@@ -72,7 +69,7 @@ def main() -> int:
         for name, net in nets.items():
             for kind, sess in net["sessions"].items():
                 rates.setdefault(f"{name}_{kind}", []).append(
-                    window_rate(lambda s=sess: s.run(None, {"faces": crops}), BATCH, args.window))
+                    window_rate(lambda s=sess: s.probabilities(crops), BATCH, args.window))
                 if not isinstance(fer, str):
                     for model in ("tflite", "keras"):
                         reply = fer.ask(task="crops", model=model, batch=BATCH, seconds=args.window)

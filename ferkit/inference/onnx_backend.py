@@ -25,7 +25,7 @@ class OnnxBackend:
     cores, spinning threads wait on descheduled ones. Measured with a training job on both
     cores: 2 threads at batch 1 went from 125 to over 1,000 crops/s without spinning. On cores
     nothing else uses, spinning (onnxruntime's own default, ``spin=True``) saves the wake-up of
-    every parallel section: 6-10% more crops/s for the small `paper` graph at batch 64.
+    every parallel section: 6-12% more crops/s for the small `paper` graph at batch 64.
     """
 
     def __init__(self, graph: bytes | str | Path, threads: int | None = None, spin: bool = False) -> None:
