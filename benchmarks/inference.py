@@ -1,15 +1,14 @@
 """Inference speed of ferkit (PyTorch and onnxruntime) side by side with the `fer` package.
 
 Measures, with 2 threads everywhere: classifier crops/s at batch 1 and 64 (PyTorch; onnxruntime
-as ferkit runs it, idle threads asleep, and with them spinning, onnxruntime's own default; and
-the int8 graph of ``ferkit export --quantize int8`` calibrated on ``--calibration`` faces,
-by default the shared FER2013 CSV); end-to-end latency
-(detection + crops + classification) on a 640x480 photo with three real faces; frames/s over
-a 300-frame 640x480 video. `fer` runs in its own virtualenv (``.venv-fer``, made by
-``benchmarks/setup_fer_venv.sh``) as a ``benchmarks/fer_reference.py`` subprocess that the
-throughput and latency measurements alternate with, window by window, so that both meet the
-same load from other jobs; without it that column is skipped with the reason. Writes
-benchmarks/results/inference.json and .md.
+as ferkit runs it, chunks of faces on two threads, and on one thread; and the int8 graph of
+``ferkit export --quantize int8`` calibrated on ``--calibration`` faces, by default the shared
+FER2013 CSV); end-to-end latency (detection + crops + classification) on a 640x480 photo with
+three real faces; frames/s over a 300-frame 640x480 video. `fer` runs in its own virtualenv
+(``.venv-fer``, made by ``benchmarks/setup_fer_venv.sh``) as a ``benchmarks/fer_reference.py``
+subprocess that the throughput and latency measurements alternate with, window by window, so
+that both meet the same load from other jobs; without it that column is skipped with the
+reason. Writes benchmarks/results/inference.json and .md.
 
     nice -n 19 .venv/bin/python benchmarks/inference.py
 """
@@ -39,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 FER_PYTHON = REPO / ".venv-fer" / "bin" / "python"
 THREADS = 2
-RUNTIMES = ("torch", "onnx", "onnx_spin", "onnx_1thread", "onnx_int8")
+RUNTIMES = ("torch", "onnx", "onnx_1thread", "onnx_int8")
 
 
 def call_times_ms(fn, runs: int) -> list[float]:
@@ -146,16 +145,13 @@ def measure(model: str, photo: np.ndarray, photo_path: Path, video: Path, rounds
     recs = {name: Recognizer(model, backend=name, threads=THREADS) for name in ("torch", "onnx")}
     # One thread: the like of fer's TFLite path, and the least hurt when other jobs hold the cores.
     recs["onnx_1thread"] = Recognizer(model, backend="onnx", threads=1)
-    # onnxruntime's own default: idle threads spin (ferkit's sessions sleep unless spin=True).
-    recs["onnx_spin"] = Recognizer(model, backend="onnx", threads=THREADS, spin=True)
     if isinstance(int8, Path):  # the int8 graph against fer's int8 TFLite model
         recs["onnx_int8"] = Recognizer(str(int8), backend="onnx", threads=THREADS)
     fer = start_fer()
     rng = np.random.default_rng(0)
     crops = {1: rng.integers(0, 256, (1, 48, 48), np.uint8), 64: rng.integers(0, 256, (64, 48, 48), np.uint8)}
     # Each ferkit runtime alternates with one of fer's (None: with nothing).
-    pairs = [("torch", "keras"), ("onnx", "tflite"), ("onnx_spin", "tflite"), ("onnx_1thread", None),
-             ("onnx_int8", "tflite")]
+    pairs = [("torch", "keras"), ("onnx", "tflite"), ("onnx_1thread", None), ("onnx_int8", "tflite")]
     pairs = [(ours, theirs) for ours, theirs in pairs if ours in recs]
     rates: dict[str, list[float]] = {}
     times: dict[str, list[float]] = {}
@@ -223,7 +219,7 @@ def compare(ours: dict, fer: dict) -> dict:
             "latency_ratio": ratio, "latency_ratio_median": ours_latency["median"] / fer_latency["median"],
             "latency_bar_half_met": ratio <= 0.5,
         }
-        for runtime in ("onnx", "onnx_spin", "onnx_1thread", "onnx_int8"):
+        for runtime in ("onnx", "onnx_1thread", "onnx_int8"):
             if f"{runtime}_batch64" not in ours["crops_per_s"]:
                 continue
             ours_rate = ours["crops_per_s"][f"{runtime}_batch64"]
@@ -303,7 +299,7 @@ def markdown(result: dict) -> str:
                   "| fer classifier | ferkit runtime | crops/s ratio at batch 64, bar >= 2 |",
                   "| --- | --- | --- |"]
         for name in ("keras", "tflite"):
-            for runtime in ("onnx", "onnx_spin", "onnx_int8", "onnx_1thread"):
+            for runtime in ("onnx", "onnx_int8", "onnx_1thread"):
                 if runtime in comparison[name]:
                     c = comparison[name][runtime]
                     lines.append(f"| {name} | {runtime.replace('_', ', ')} | {c['crops_speedup']:.2f} "

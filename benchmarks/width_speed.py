@@ -3,11 +3,10 @@
 The crop-rate bar of the photos/video issue asks the `paper` model, through onnxruntime, for
 twice the rate of fer's default model (its int8 TFLite graph, 10 M multiply-adds per face,
 invoked face by face). This measures, in one run and with 2 threads, float and int8 onnxruntime
-crops/s at batch 64 for the paper network at several widths (random weights: the cost does not
-depend on the values; the int8 graphs are calibrated on real training faces; onnxruntime's idle
-threads spin, its own default: ``spin=True`` in ferkit), alternating window
-by window with fer's TFLite and Keras models so that all meet the same machine load. Writes
-benchmarks/results/width_speed.json and .md.
+crops/s at batch 64 through ferkit's backend for the paper network at several widths (random
+weights: the cost does not depend on the values; the int8 graphs are calibrated on real training
+faces), alternating window by window with fer's TFLite and Keras models so that all meet the
+same machine load. Writes benchmarks/results/width_speed.json and .md.
 
     python benchmarks/width_speed.py
 """
@@ -48,9 +47,8 @@ def graphs(calibration: np.ndarray) -> dict[str, dict]:
         graph = onnx_bytes(model)
         out[name] = {"params": sum(p.numel() for p in model.parameters()),
                      "mmacs": count_multiply_adds(model) / 1e6,
-                     "sessions": {"float": OnnxBackend(graph, threads=THREADS, spin=True),
-                                  "int8": OnnxBackend(quantize_int8(graph, calibration), threads=THREADS,
-                                                      spin=True)}}
+                     "sessions": {"float": OnnxBackend(graph, threads=THREADS),
+                                  "int8": OnnxBackend(quantize_int8(graph, calibration), threads=THREADS)}}
     return out
 
 

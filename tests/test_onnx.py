@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -15,6 +16,7 @@ from ferkit.errors import FerkitError
 from ferkit.imageio import load_image
 from ferkit.inference import Recognizer
 from ferkit.inference.backends import TorchBackend
+from ferkit.inference.onnx_backend import OnnxBackend
 from ferkit.inference.synthetic import group_photo
 from ferkit.weights import load_model
 
@@ -66,11 +68,18 @@ def test_onnx_backend_recognizer_matches_torch(recognizer, astronaut_png):
         assert np.abs(diff).max() < 1e-4
 
 
-def test_spinning_onnx_threads_classify_the_same(faces):
-    """spin=True (onnxruntime's own threading default) changes speed, never the probabilities."""
-    asleep = Recognizer("paper", detector=None, backend="onnx", threads=2).classify(faces)
-    spinning = Recognizer("paper", detector=None, backend="onnx", threads=2, spin=True).classify(faces)
-    assert np.abs(asleep - spinning).max() < 1e-6
+def test_parallel_chunks_keep_every_face_in_order(exported, faces):
+    """Runs over chunks of the batch, several at once, give what one run over the batch gives,
+    face for face, whatever the batch size against the chunk size and the threads."""
+    rng = np.random.default_rng(1)
+    batch = np.concatenate([faces, rng.integers(0, 256, (37 - len(faces), 48, 48), dtype=np.uint8)])
+    whole = ort.InferenceSession(exported, providers=["CPUExecutionProvider"]).run(None, {"faces": batch})[0]
+    for threads in (1, 2, 3):
+        backend = OnnxBackend(Path(exported), threads=threads)
+        for n in (0, 1, 2, 3, 9, 37):
+            probs = backend.probabilities(batch[:n])
+            assert probs.shape == (n, 7) and probs.dtype == np.float32
+            assert np.allclose(probs, whole[:n], rtol=0, atol=1e-5), (threads, n)
 
 
 def test_unknown_model_is_a_clear_error(tmp_path, capsys):

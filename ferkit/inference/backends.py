@@ -44,13 +44,12 @@ def in_batches(faces: np.ndarray, run: Callable[[np.ndarray], np.ndarray]) -> np
     return np.concatenate(out) if out else np.empty((0, NUM_CLASSES), np.float32)
 
 
-def make_backend(name: str, model: nn.Module, threads: int | None = None, spin: bool = False) -> Backend:
-    """"torch" or "onnx" (the ONNX graph is exported in memory from the same weights; ``spin``
-    lets onnxruntime's idle threads spin, see :class:`OnnxBackend`)."""
+def make_backend(name: str, model: nn.Module, threads: int | None = None) -> Backend:
+    """"torch" or "onnx" (the ONNX graph is exported in memory from the same weights)."""
     if name == "torch":
         return TorchBackend(model, threads)
     if name == "onnx":
         from ferkit.inference.onnx_backend import OnnxBackend
 
-        return OnnxBackend.from_torch(model, threads=threads, spin=spin)
+        return OnnxBackend.from_torch(model, threads=threads)
     raise FerkitError(f"unknown backend {name!r}; use one of {', '.join(BACKENDS)}")

@@ -48,13 +48,13 @@ def check_model(model: str | os.PathLike) -> None:
 
 
 def onnx_file_backend(
-    path: str | os.PathLike, backend: str, threads: int | None, spin: bool = False
+    path: str | os.PathLike, backend: str, threads: int | None
 ) -> tuple[OnnxBackend, dict[str, str]]:
     """An exported graph as the classifier, its card from the graph's own metadata."""
     if backend != "onnx":
         raise FerkitError(f"{path}: an ONNX file runs with backend 'onnx', not {backend!r}")
     check_model(path)
-    runner = OnnxBackend(Path(path), threads=threads, spin=spin)
+    runner = OnnxBackend(Path(path), threads=threads)
     metadata = runner.metadata()
     if metadata.get("classes") != json.dumps(list(CLASSES)):
         raise FerkitError(f"{path}: not a graph from `ferkit export` (its metadata gives no class order)")
@@ -68,10 +68,9 @@ class Recognizer:
     an ``.onnx`` file from ``ferkit export`` (float or int8; runs with ``backend="onnx"``).
     ``detector``: "haar" (default), None (every input is an already-cropped face), or any
     object with ``detect(image) -> list[Box]``. ``backend``: "torch" (the default for weights) or
-    "onnx" (the default for ``.onnx`` files; onnxruntime,
-    ``threads`` intra-op threads, by default the cores up to 8; for torch, None keeps torch's setting).
-    ``spin``: let onnxruntime's idle threads spin (its own default) instead of sleeping: faster
-    on cores nothing else uses, far slower when other jobs share them; ignored by torch.
+    "onnx" (the default for ``.onnx`` files; onnxruntime). ``threads``: for onnx, the chunks of
+    faces classified at once, one thread each, by default the cores up to 8; for torch, its
+    intra-op threads (None keeps torch's setting).
     """
 
     def __init__(
@@ -80,18 +79,17 @@ class Recognizer:
         detector: str | FaceDetector | None = "haar",
         backend: str | None = None,
         threads: int | None = None,
-        spin: bool = False,
     ) -> None:
         self.detector = make_detector(detector)
         backend = backend or ("onnx" if is_onnx_file(model) else "torch")
         self.backend_name = backend
         if is_onnx_file(model):
-            self._backend, self.card = onnx_file_backend(model, backend, threads, spin)
+            self._backend, self.card = onnx_file_backend(model, backend, threads)
         else:
             from ferkit.weights import load_model
 
             net, self.card = load_model(model)
-            self._backend = make_backend(backend, net, threads, spin)
+            self._backend = make_backend(backend, net, threads)
         self.model_name: str = str(self.card["name"])
 
     def __repr__(self) -> str:

@@ -7,8 +7,8 @@ that the depthwise convolutions, slow on CPUs, never run at the full 48x48 resol
 constructor's defaults are the full widths (815,127 parameters; configs/paper-wide.toml), kept
 so that weights saved without explicit widths still load; the shipped `paper` and `default`
 use half of them (configs/paper.toml: 209,423 parameters, 15.4 M multiply-adds per face), which
-lets onnxruntime classify faces at about twice the rate of `fer`'s model on two CPU cores
-(benchmarks/width_speed.py).
+lets onnxruntime classify faces at 2.5 times the rate of `fer`'s model on two CPU cores
+(benchmarks/width_speed.py; the full widths 1.2 times).
 """
 
 from __future__ import annotations

@@ -1,0 +1,108 @@
+"""How ferkit's onnxruntime backend should use the cores: chunks of faces in parallel, or
+onnxruntime's own intra-op threads splitting every operator.
+
+For each model and batch size, in one run and in alternating windows: onnxruntime's intra-op
+threads over the whole batch (idle threads asleep, as ferkit's sessions are, and spinning,
+onnxruntime's default), one thread over the whole batch, and ferkit's backend (one thread per
+run, ``threads`` runs at once) at several chunk sizes. The chunk size that ferkit uses is
+``ferkit.inference.onnx_backend.CHUNK``. Writes benchmarks/results/onnx_threading.json and .md.
+
+    python benchmarks/onnx_threading.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import numpy as np
+import onnxruntime as ort
+from inference import RESULTS, rate_stats
+from timing import window_rate
+
+from ferkit.cpu import available_cores
+from ferkit.export import INPUT_NAME, onnx_bytes
+from ferkit.inference.onnx_backend import CHUNK, OnnxBackend
+from ferkit.weights import load_model
+
+CHUNKS = (1, 2, 4, 8, 16, 32)
+
+
+def intra_op_session(graph: bytes, threads: int, spin: bool) -> ort.InferenceSession:
+    """A plain onnxruntime session: ``threads`` intra-op threads over each whole batch."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+
+
+def runners(graph: bytes, threads: int) -> dict:
+    """name -> callable(faces) for every way of running the graph that is compared."""
+    out = {}
+    for name, n, spin in ((f"intra-op {threads} threads", threads, False),
+                          (f"intra-op {threads} threads, spinning", threads, True),
+                          ("1 thread, whole batch", 1, False)):
+        session = intra_op_session(graph, n, spin)
+        out[name] = lambda faces, s=session: s.run(None, {INPUT_NAME: faces})[0]
+    for chunk in CHUNKS:
+        backend = OnnxBackend(graph, threads=threads, chunk=chunk)
+        out[f"ferkit, chunks of {chunk}" + (" (default)" if chunk == CHUNK else "")] = backend.probabilities
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", default=["paper", "large"])
+    ap.add_argument("--batches", nargs="+", type=int, default=[1, 3, 64, 256])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--window", type=float, default=0.5, help="seconds per timed window")
+    args = ap.parse_args()
+    rng = np.random.default_rng(0)
+    result = {"machine": {"cpus": available_cores(), "threads": args.threads, "onnxruntime": ort.__version__,
+                          "python": platform.python_version()},
+              "date": time.strftime("%Y-%m-%d %H:%M"), "rounds": args.rounds, "window_s": args.window,
+              "default_chunk": CHUNK, "models": {}}
+    for model_name in args.models:
+        graph = onnx_bytes(load_model(model_name)[0])
+        runs = runners(graph, args.threads)
+        table = {}
+        for batch in args.batches:
+            faces = rng.integers(0, 256, (batch, 48, 48), dtype=np.uint8)
+            rates: dict[str, list[float]] = {name: [] for name in runs}
+            for _ in range(args.rounds):
+                for name, run in runs.items():
+                    rates[name].append(window_rate(lambda r=run, f=faces: r(f), batch, args.window))
+            table[batch] = {name: rate_stats(r) for name, r in rates.items()}
+        result["models"][model_name] = table
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "onnx_threading.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / "onnx_threading.md").write_text(markdown(result))
+    print(markdown(result))
+    return 0
+
+
+def markdown(r: dict) -> str:
+    m = r["machine"]
+    lines = ["# onnxruntime threading: chunks in parallel vs intra-op threads", "",
+             f"`python benchmarks/onnx_threading.py` ({r['date']}); {m['cpus']} CPUs, "
+             f"{m['threads']} threads, onnxruntime {m['onnxruntime']}. Crops/s, best window of "
+             f"{r['rounds']} (mean over windows); "
+             f"ferkit's default chunk: {r['default_chunk']} faces.", ""]
+    for model, table in r["models"].items():
+        batches = list(table)
+        lines += [f"## `{model}`", "", "| runner | " + " | ".join(f"batch {b}" for b in batches) + " |",
+                  "| --- |" + " ---: |" * len(batches)]
+        for name in table[batches[0]]:
+            cells = [f"{table[b][name]['best']:,.0f} ({table[b][name]['mean']:,.0f})" for b in batches]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
