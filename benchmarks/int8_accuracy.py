@@ -74,7 +74,7 @@ def markdown(r: dict) -> str:
     names = {"val": "PublicTest", "test": "PrivateTest"}
     speed = r["crops_per_s_batch64"]
     lines = [f"# int8 vs float32 ONNX: `{r['model']}`", "", f"Command: `{r['command']}`  ",
-             f"Date: {r['date']}; {r['threads']} onnxruntime threads; load average "
+             f"Date: {r['date']}; {r['threads']} threads; load average "
              + ", ".join(f"{x:.1f}" for x in r["load_average"]), "",
              "| split | n | float32 accuracy | int8 accuracy | same label |",
              "| --- | ---: | ---: | ---: | ---: |"]

@@ -1,20 +1,26 @@
 """How ferkit's onnxruntime backend should use the cores: chunks of faces in parallel, or
 onnxruntime's own intra-op threads splitting every operator.
 
-For each model and batch size, in one run and in alternating windows: onnxruntime's intra-op
-threads over the whole batch (idle threads asleep, as ferkit's sessions are, and spinning,
+For each model and batch size, in one run and in alternating windows (the order rotates each
+round): onnxruntime's intra-op threads over the whole batch (idle threads asleep, and spinning,
 onnxruntime's default), one thread over the whole batch, and ferkit's backend (one thread per
 run, ``threads`` runs at once) at several chunk sizes. The chunk size that ferkit uses is
-``ferkit.inference.onnx_backend.CHUNK``. Writes benchmarks/results/onnx_threading.json and .md.
+``ferkit.inference.onnx_backend.CHUNK``. ``--busy N`` runs N busy-looping processes beside it,
+as when other jobs hold the cores. Writes benchmarks/results/onnx_threading.json and .md
+(onnx_threading_busyN.* with ``--busy``).
 
     python benchmarks/onnx_threading.py
+    python benchmarks/onnx_threading.py --models paper --busy 2
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -54,6 +60,21 @@ def runners(graph: bytes, threads: int) -> dict:
     return out
 
 
+def busy_processes(n: int) -> list[subprocess.Popen]:
+    """``n`` processes that keep a core busy each, like other jobs on the machine."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+
+
+def measure(runs: dict, faces: np.ndarray, rounds: int, window: float) -> dict:
+    """Crops/s of every runner, window by window, the order rotated by one each round."""
+    names = list(runs)
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    for round_ in range(rounds):
+        for name in names[round_ % len(names):] + names[: round_ % len(names)]:
+            rates[name].append(window_rate(lambda r=runs[name]: r(faces), len(faces), window))
+    return {name: rate_stats(r) for name, r in rates.items()}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=["paper", "large"])
@@ -61,38 +82,43 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--window", type=float, default=0.5, help="seconds per timed window")
+    ap.add_argument("--busy", type=int, default=0, help="busy-looping processes beside the measurement")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     result = {"machine": {"cpus": available_cores(), "threads": args.threads, "onnxruntime": ort.__version__,
                           "python": platform.python_version()},
               "date": time.strftime("%Y-%m-%d %H:%M"), "rounds": args.rounds, "window_s": args.window,
-              "default_chunk": CHUNK, "models": {}}
-    for model_name in args.models:
-        graph = onnx_bytes(load_model(model_name)[0])
-        runs = runners(graph, args.threads)
-        table = {}
-        for batch in args.batches:
-            faces = rng.integers(0, 256, (batch, 48, 48), dtype=np.uint8)
-            rates: dict[str, list[float]] = {name: [] for name in runs}
-            for _ in range(args.rounds):
-                for name, run in runs.items():
-                    rates[name].append(window_rate(lambda r=run, f=faces: r(f), batch, args.window))
-            table[batch] = {name: rate_stats(r) for name, r in rates.items()}
-        result["models"][model_name] = table
+              "default_chunk": CHUNK, "busy_processes": args.busy, "load_average_before": os.getloadavg(),
+              "models": {}}
+    busy = busy_processes(args.busy)
+    try:
+        for model_name in args.models:
+            runs = runners(onnx_bytes(load_model(model_name)[0]), args.threads)
+            batches = {b: rng.integers(0, 256, (b, 48, 48), dtype=np.uint8) for b in args.batches}
+            result["models"][model_name] = {b: measure(runs, faces, args.rounds, args.window)
+                                            for b, faces in batches.items()}
+    finally:
+        for process in busy:
+            process.kill()
+    stem = "onnx_threading" + (f"_busy{args.busy}" if args.busy else "")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "onnx_threading.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "onnx_threading.md").write_text(markdown(result))
+    (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"{stem}.md").write_text(markdown(result))
     print(markdown(result))
     return 0
 
 
 def markdown(r: dict) -> str:
     m = r["machine"]
+    command = "python benchmarks/onnx_threading.py" + (
+        f" --models {' '.join(r['models'])} --busy {r['busy_processes']}" if r["busy_processes"] else "")
     lines = ["# onnxruntime threading: chunks in parallel vs intra-op threads", "",
-             f"`python benchmarks/onnx_threading.py` ({r['date']}); {m['cpus']} CPUs, "
+             f"`{command}` ({r['date']}); {m['cpus']} CPUs, "
              f"{m['threads']} threads, onnxruntime {m['onnxruntime']}. Crops/s, best window of "
              f"{r['rounds']} (mean over windows); "
-             f"ferkit's default chunk: {r['default_chunk']} faces.", ""]
+             f"ferkit's default chunk: {r['default_chunk']} faces. Busy-looping processes beside it: "
+             f"{r['busy_processes']}; load average before: "
+             + ", ".join(f"{x:.2f}" for x in r["load_average_before"]) + ".", ""]
     for model, table in r["models"].items():
         batches = list(table)
         lines += [f"## `{model}`", "", "| runner | " + " | ".join(f"batch {b}" for b in batches) + " |",

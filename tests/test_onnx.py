@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +15,11 @@ from conftest import run_ferkit
 
 from ferkit.cli import main
 from ferkit.errors import FerkitError
+from ferkit.export import INPUT_NAME
 from ferkit.imageio import load_image
 from ferkit.inference import Recognizer
 from ferkit.inference.backends import TorchBackend
-from ferkit.inference.onnx_backend import OnnxBackend
+from ferkit.inference.onnx_backend import CHUNK, OnnxBackend
 from ferkit.inference.synthetic import group_photo
 from ferkit.weights import load_model
 
@@ -73,13 +76,43 @@ def test_parallel_chunks_keep_every_face_in_order(exported, faces):
     face for face, whatever the batch size against the chunk size and the threads."""
     rng = np.random.default_rng(1)
     batch = np.concatenate([faces, rng.integers(0, 256, (37 - len(faces), 48, 48), dtype=np.uint8)])
-    whole = ort.InferenceSession(exported, providers=["CPUExecutionProvider"]).run(None, {"faces": batch})[0]
-    for threads in (1, 2, 3):
-        backend = OnnxBackend(Path(exported), threads=threads)
+    session = ort.InferenceSession(exported, providers=["CPUExecutionProvider"])
+    whole = session.run(None, {INPUT_NAME: batch})[0]
+    for threads, chunk in ((1, CHUNK), (2, CHUNK), (3, CHUNK), (2, 5)):
+        backend = OnnxBackend(Path(exported), threads=threads, chunk=chunk)
         for n in (0, 1, 2, 3, 9, 37):
             probs = backend.probabilities(batch[:n])
             assert probs.shape == (n, 7) and probs.dtype == np.float32
-            assert np.allclose(probs, whole[:n], rtol=0, atol=1e-5), (threads, n)
+            assert np.allclose(probs, whole[:n], rtol=0, atol=1e-5), (threads, chunk, n)
+    with pytest.raises(FerkitError, match="at least 1"):
+        OnnxBackend(Path(exported), threads=-1)
+
+
+FORK_AND_EXIT = '''
+import atexit, os, signal, sys
+from pathlib import Path
+import numpy as np
+from ferkit.inference.onnx_backend import CHUNK, OnnxBackend
+
+backend = OnnxBackend(Path(sys.argv[1]), threads=2)
+faces = np.random.default_rng(0).integers(0, 256, (32, 48, 48), dtype=np.uint8)
+expected = backend.probabilities(faces)  # starts the pool's threads
+pid = os.fork()
+if pid == 0:  # the child inherits the pool but not its threads
+    signal.alarm(30)
+    os._exit(0 if np.allclose(backend.probabilities(faces), expected, atol=1e-6) else 3)
+print("forked child:", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
+# At exit the interpreter shuts executors down before atexit handlers run.
+atexit.register(lambda: print("at exit:", np.allclose(backend.probabilities(faces), expected, atol=1e-6)))
+'''
+
+
+def test_backend_works_in_a_forked_child_and_at_exit(exported):
+    """A forked child (multiprocessing's default on Linux) and an atexit handler still classify."""
+    done = subprocess.run([sys.executable, "-c", FORK_AND_EXIT, exported], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["forked child: 0", "at exit: True"], done.stdout + done.stderr
 
 
 def test_unknown_model_is_a_clear_error(tmp_path, capsys):

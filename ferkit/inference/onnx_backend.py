@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -14,14 +15,14 @@ from ferkit.export import INPUT_NAME, onnx_bytes
 from ferkit.labels import NUM_CLASSES
 
 # Faces per onnxruntime run: small enough that a run's activations stay in a core's cache, large
-# enough to amortise the call. benchmarks/onnx_threading.py, batch 64 on two cores: `paper` 8,414
-# crops/s in runs of 1 face, 10,262-10,528 in runs of 4-16, 9,265 in runs of 32; the full-width
-# `large` 3,084, 3,189-3,208 in runs of 2-8, 2,461 in runs of 32.
+# enough to amortise the call. benchmarks/onnx_threading.py, batch 64 on two cores: `paper` 8,320
+# crops/s in runs of 1 face, 9,713-10,276 in runs of 4-16, 7,994 in runs of 32; the full-width
+# `large` 3,048, 3,131-3,231 in runs of 2-8, 2,325 in runs of 32.
 CHUNK = 8
 
 
 def default_threads() -> int:
-    """The cores this process may use, at most 8 (past that one face batch stops scaling)."""
+    """The cores this process may use, at most 8 (a batch of 64 faces is 8 chunks)."""
     return min(8, available_cores())
 
 
@@ -35,11 +36,13 @@ class OnnxBackend:
 
     ferkit's networks are too small for onnxruntime's own threading, which splits every
     operator across the cores and joins them after it. One thread per run, with runs over
-    separate chunks in parallel, classified 10,413 crops/s of the `paper` graph at batch 64 on two
-    cores against 8,105 with two intra-op threads (10,862 against 5,339 at batch 256; the
-    full-width `large` 3,189 against 2,333; benchmarks/onnx_threading.py). A single face runs
-    on one thread (4,885 a second against 3,986). Idle threads sleep, so other jobs on the
-    cores cost ferkit no more than their share. ``chunk`` caps the faces per run.
+    separate chunks in parallel, classified 9,713 crops/s of the `paper` graph at batch 64 on two
+    cores against 7,317 with two intra-op threads (10,000 against 5,060 at batch 256; the
+    full-width `large` 3,197 against 2,085; benchmarks/onnx_threading.py). A single face runs
+    on one thread (4,947 a second against 3,953). Idle threads sleep instead of spinning: beside
+    two busy processes spinning intra-op threads fell to 2,859 at batch 64, ferkit's chunks gave
+    5,351 (``--busy 2``).
+    ``chunk`` caps the faces per run.
     """
 
     def __init__(self, graph: bytes | str | Path, threads: int | None = None, *, chunk: int = CHUNK) -> None:
@@ -54,10 +57,12 @@ class OnnxBackend:
             self._session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
             raise FerkitError(f"cannot load ONNX model: {exc}") from None
+        if (threads is not None and threads < 1) or chunk < 1:
+            raise FerkitError(f"threads and chunk must be at least 1, not {threads} and {chunk}")
         self.threads = threads or default_threads()
         self.chunk = chunk
-        # onnxruntime releases the GIL inside a run, and one session serves concurrent runs.
-        self._pool = ThreadPoolExecutor(self.threads, "ferkit-onnx") if self.threads > 1 else None
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_pid = 0
 
     @classmethod
     def from_torch(cls, model: nn.Module, threads: int | None = None) -> OnnxBackend:
@@ -71,12 +76,23 @@ class OnnxBackend:
     def _run(self, faces: np.ndarray) -> np.ndarray:
         return self._session.run(None, {INPUT_NAME: faces})[0]
 
+    def _executor(self) -> ThreadPoolExecutor:
+        """The thread pool, made anew in a forked child (which inherits the pool but not its threads)."""
+        if self._pool is None or self._pool_pid != os.getpid():
+            # onnxruntime releases the GIL inside a run, and one session serves concurrent runs.
+            self._pool, self._pool_pid = ThreadPoolExecutor(self.threads, "ferkit-onnx"), os.getpid()
+        return self._pool
+
     def probabilities(self, faces: np.ndarray) -> np.ndarray:
         faces = np.ascontiguousarray(faces, dtype=np.uint8)
         size = chunk_size(len(faces), self.threads, self.chunk)
         chunks = [faces[start : start + size] for start in range(0, len(faces), size)]
         if not chunks:
             return np.empty((0, NUM_CLASSES), np.float32)
-        if self._pool is None or len(chunks) == 1:
+        if self.threads == 1 or len(chunks) == 1:
             return np.concatenate([self._run(chunk) for chunk in chunks])
-        return np.concatenate(list(self._pool.map(self._run, chunks)))
+        try:
+            futures = [self._executor().submit(self._run, chunk) for chunk in chunks]
+        except RuntimeError:  # the interpreter is exiting and executors take no more work
+            return np.concatenate([self._run(chunk) for chunk in chunks])
+        return np.concatenate([future.result() for future in futures])

@@ -8,7 +8,7 @@ constructor's defaults are the full widths (815,127 parameters; configs/paper-wi
 so that weights saved without explicit widths still load; the shipped `paper` and `default`
 use half of them (configs/paper.toml: 209,423 parameters, 15.4 M multiply-adds per face), which
 lets onnxruntime classify faces at 2.5 times the rate of `fer`'s model on two CPU cores
-(benchmarks/width_speed.py; the full widths 1.2 times).
+(benchmarks/width_speed.py; the full widths 0.8 times, 1.2 as int8).
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Decoding and inference are CPU work: each runs in anyio's thread pool under its own capacity
 limiter. Decoding is bounded (a 10 MB upload can expand to hundreds of MB of pixels), and the
-model runs one request at a time per process: torch already spreads one forward pass over the
-cores, and the detector and model are not documented as thread-safe.
+model runs one request at a time per process: the onnxruntime backend already spreads a
+request's faces over the cores, and OpenCV's detector is not documented as thread-safe.
 """
 
 from __future__ import annotations

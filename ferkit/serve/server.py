@@ -11,7 +11,7 @@ from ferkit.serve.limits import MB
 
 
 def worker_threads(workers: int) -> int:
-    """Torch threads per worker so that N workers share the cores instead of oversubscribing them."""
+    """Inference threads per worker so that N workers share the cores instead of oversubscribing them."""
     return max(1, available_cores() // workers)
 
 
