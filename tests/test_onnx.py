@@ -92,7 +92,7 @@ FORK_AND_EXIT = '''
 import atexit, os, signal, sys
 from pathlib import Path
 import numpy as np
-from ferkit.inference.onnx_backend import CHUNK, OnnxBackend
+from ferkit.inference.onnx_backend import OnnxBackend
 
 backend = OnnxBackend(Path(sys.argv[1]), threads=2)
 faces = np.random.default_rng(0).integers(0, 256, (32, 48, 48), dtype=np.uint8)

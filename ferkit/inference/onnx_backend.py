@@ -48,6 +48,8 @@ class OnnxBackend:
     def __init__(self, graph: bytes | str | Path, threads: int | None = None, *, chunk: int = CHUNK) -> None:
         import onnxruntime as ort
 
+        if (threads is not None and threads < 1) or chunk < 1:
+            raise FerkitError(f"threads and chunk must be at least 1, not {threads} and {chunk}")
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
@@ -57,8 +59,6 @@ class OnnxBackend:
             self._session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
             raise FerkitError(f"cannot load ONNX model: {exc}") from None
-        if (threads is not None and threads < 1) or chunk < 1:
-            raise FerkitError(f"threads and chunk must be at least 1, not {threads} and {chunk}")
         self.threads = threads or default_threads()
         self.chunk = chunk
         self._pool: ThreadPoolExecutor | None = None
