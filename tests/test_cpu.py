@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -25,7 +27,6 @@ def test_available_cores_never_exceeds_the_affinity_mask():
     assert 1 <= available_cores() <= len(os.sched_getaffinity(0))
 
 
-
 FORWARD_TWICE = """
 import resource, sys, torch
 from ferkit.cpu import keep_freed_memory
@@ -44,8 +45,6 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 def test_a_second_batch_reuses_the_first_ones_memory():
     """Batch after batch, activations of 75 MB: glibc alone faults every page in again each time."""
-    import subprocess
-    import sys
 
     def page_faults(mode: str) -> int:
         run = subprocess.run([sys.executable, "-c", FORWARD_TWICE, mode], capture_output=True, text=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 import numpy as np
@@ -37,10 +37,19 @@ class TorchBackend:
             return in_batches(faces, lambda batch: self._net(torch.from_numpy(batch)).numpy())
 
 
-def in_batches(faces: np.ndarray, run: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """``run`` over contiguous uint8 chunks of at most MAX_BATCH faces, results concatenated."""
-    out = [run(np.ascontiguousarray(faces[start : start + MAX_BATCH], dtype=np.uint8))
-           for start in range(0, len(faces), MAX_BATCH)]
+Run = Callable[[np.ndarray], np.ndarray]
+
+
+def in_batches(
+    faces: np.ndarray,
+    run: Run,
+    size: int = MAX_BATCH,
+    mapper: Callable[[Run, list[np.ndarray]], Iterable[np.ndarray]] = map,
+) -> np.ndarray:
+    """``run`` over contiguous uint8 chunks of at most ``size`` faces (``mapper`` may run them in
+    parallel, in order), results concatenated."""
+    faces = np.ascontiguousarray(faces, dtype=np.uint8)
+    out = list(mapper(run, [faces[start : start + size] for start in range(0, len(faces), size)]))
     return np.concatenate(out) if out else np.empty((0, NUM_CLASSES), np.float32)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import torch.nn as nn
 from ferkit.cpu import available_cores
 from ferkit.errors import FerkitError
 from ferkit.export import INPUT_NAME, onnx_bytes
-from ferkit.labels import NUM_CLASSES
+from ferkit.inference.backends import Run, in_batches
 
 # Faces per onnxruntime run: small enough that a run's activations stay in a core's cache, large
 # enough to amortise the call. benchmarks/onnx_threading.py, batch 64 on two cores: `paper` 8,320
@@ -83,16 +84,14 @@ class OnnxBackend:
             self._pool, self._pool_pid = ThreadPoolExecutor(self.threads, "ferkit-onnx"), os.getpid()
         return self._pool
 
-    def probabilities(self, faces: np.ndarray) -> np.ndarray:
-        faces = np.ascontiguousarray(faces, dtype=np.uint8)
-        size = chunk_size(len(faces), self.threads, self.chunk)
-        chunks = [faces[start : start + size] for start in range(0, len(faces), size)]
-        if not chunks:
-            return np.empty((0, NUM_CLASSES), np.float32)
-        if self.threads == 1 or len(chunks) == 1:
-            return np.concatenate([self._run(chunk) for chunk in chunks])
+    def _map(self, run: Run, chunks: list[np.ndarray]) -> Iterator[np.ndarray]:
+        """``run`` over the chunks, ``threads`` at a time (one chunk: in the calling thread)."""
+        if self.threads == 1 or len(chunks) <= 1:
+            return map(run, chunks)
         try:
-            futures = [self._executor().submit(self._run, chunk) for chunk in chunks]
+            return self._executor().map(run, chunks)  # submits every chunk before it returns
         except RuntimeError:  # the interpreter is exiting and executors take no more work
-            return np.concatenate([self._run(chunk) for chunk in chunks])
-        return np.concatenate([future.result() for future in futures])
+            return map(run, chunks)
+
+    def probabilities(self, faces: np.ndarray) -> np.ndarray:
+        return in_batches(faces, self._run, chunk_size(len(faces), self.threads, self.chunk), self._map)

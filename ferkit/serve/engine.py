@@ -51,8 +51,9 @@ class Engine:
         """Build the Recognizer (blocking: call it from a thread or before serving)."""
         from ferkit import Recognizer
 
-        # onnxruntime: several times the torch backend's crops/s on small CPUs, and it does not
-        # collapse when other processes hold the cores (benchmarks/results/inference.md).
+        # onnxruntime: several times the torch backend's crops/s on small CPUs
+        # (benchmarks/results/inference.md), and its chunked runs hold up beside other busy
+        # processes (benchmarks/results/onnx_threading_busy2.md).
         self._recognizer = Recognizer(model=self.model, backend="onnx", threads=self.threads)
         self.model_name = self._recognizer.model_name
 
