@@ -9,6 +9,7 @@ interleave fer's measurements with ferkit's and both meet the same CPU load:
     {"task": "crops", "model": "keras" | "tflite", "batch": 64, "seconds": 0.6}
     {"task": "photo", "model": "keras" | "tflite", "path": "three_faces.png", "runs": 3}
     {"task": "video", "path": "moving_face.mp4"}
+    {"task": "faces", "path": "photo.jpg", "boxes": [[x, y, w, h], ...]}
 """
 
 from __future__ import annotations
@@ -73,6 +74,20 @@ class FerBench:
             fer.detect_emotions(image)
             times.append((time.perf_counter() - start) * 1000)
         return {"faces": faces, "ms": times}
+
+    def faces(self, req: dict) -> dict:
+        """fer as a user runs it on one photo (its detector, crop and default model, timed), and
+        its classifier alone on the given boxes (its own crop of each), for benchmarks/in_the_wild.py."""
+        fer = self.fers["tflite"]
+        image = self.cv2.imread(req["path"])
+        start = time.perf_counter()
+        found = fer.detect_emotions(image)
+        ms = (time.perf_counter() - start) * 1000
+        boxes = [[int(v) for v in b] for b in req.get("boxes", [])]
+        given = fer.detect_emotions(image, face_rectangles=boxes) if boxes else []
+        top = lambda face: max(face["emotions"], key=face["emotions"].get)  # noqa: E731
+        return {"ms": ms, "detected": [{"box": [int(v) for v in f["box"]], "label": top(f)} for f in found],
+                "given": [top(f) for f in given] if len(given) == len(boxes) else None}
 
     def video(self, req: dict) -> dict:
         """fer's per-frame loop with its default model (its Video class adds file output to it)."""

@@ -30,7 +30,8 @@ import numpy as np
 import torch
 from timing import window_rate
 
-from ferkit.inference import HaarDetector, Recognizer
+from ferkit.inference import Recognizer
+from ferkit.inference.detect import make_detector
 from ferkit.inference.synthetic import group_photo, moving_face_frames, write_video
 from ferkit.inference.video import DETECT_SIDE, analyse_video
 
@@ -172,7 +173,8 @@ def measure(model: str, photo: np.ndarray, photo_path: Path, video: Path, rounds
                 reply = fer.ask(task="photo", model=fer_name, path=str(photo_path), runs=runs)
                 times.setdefault(f"fer_{fer_name}", []).extend(reply["ms"])
                 fer_faces[fer_name] = reply["faces"]
-    ours = {"model": recs["onnx"].model_name, **model_cost(model),
+    ours = {"model": recs["onnx"].model_name, **model_cost(model), "detector": repr(recs["onnx"].detector),
+            "video_detector": repr(make_detector("yunet", max_side=DETECT_SIDE)),
             "crops_per_s": {k: rate_stats(v) for k, v in rates.items() if not k.startswith("fer_")},
             "photo_latency_ms": {k: latency_stats(v) for k, v in times.items() if not k.startswith("fer_")},
             "photo_faces": len(recs["onnx"].predict(photo).faces), "video": video_runs(model, video),
@@ -193,7 +195,7 @@ def video_runs(model: str, video: Path) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for name, backend, files in (("onnx", "onnx", False), ("torch", "torch", False),
                                      ("onnx_with_outputs", "onnx", True)):
-            rec = Recognizer(model, detector=HaarDetector(max_side=DETECT_SIDE), backend=backend,
+            rec = Recognizer(model, detector=make_detector("yunet", max_side=DETECT_SIDE), backend=backend,
                              threads=THREADS)
             outputs = {"out": Path(tmp) / "a.mp4", "csv_path": Path(tmp) / "a.csv"} if files else {}
             summary = analyse_video(video, rec, progress=False, **outputs)
@@ -246,13 +248,15 @@ def _header(result: dict) -> list[str]:
             f"Command: `{result['command']}`  ", f"Date: {result['date']}  ",
             f"Machine: {env['cpus']} CPUs, {env['threads']} threads per runtime; torch {env['torch']}, "
             f"onnxruntime {env['onnxruntime']}; model `{ours['model']}` ({ours['model_params']:,} "
-            f"parameters, {ours['model_mmacs']:.0f} M multiply-adds per face).  ",
+            f"parameters, {ours['model_mmacs']:.0f} M multiply-adds per face); detector "
+            f"{ours.get('detector', 'HaarDetector')} (video: "
+            f"{ours.get('video_detector', 'HaarDetector')}).  ",
             (f"fer {result['fer']['fer']} (TensorFlow {result['fer']['tensorflow']}), emotion model "
              f"{result['fer']['model_params']:,} parameters, {result['fer']['model_mmacs']:.0f} M "
              "multiply-adds per 64x64 face.  " if "fer" in result["fer"] else ""),
             "Concurrent training: " + (
-                f"**yes**: {len(training)} `ferkit train` process(es) ran at the same time, this under "
-                "nice 19 (load average "
+                f"**yes**: {len(training)} `ferkit train` process(es) ran at the same time, this at "
+                f"nice {env.get('niceness', 19)} (load average "
                 + ", ".join(f"{x:.1f}" for x in env["load_average"])
                 + "): absolute numbers are low and noisy; ratios are what count" if training else "no"),
             "", "ferkit and fer measured in alternation, window by window. Throughput cells: best window "

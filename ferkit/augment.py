@@ -3,6 +3,10 @@
 Random shifts, small rotations and zoom (one ``affine_grid`` + ``grid_sample``), horizontal
 flips folded into the same matrix, and optional random erasing. Randomness comes from an
 explicit generator so a run (and a resumed run) sees exactly the same augmented batches.
+
+The photo degradations (``downscale``, ``blur``, ``light``, ``jpeg``, ``noise``) model what separates
+users' photos from FER2013's crops: faces found small and upscaled, out of focus, under other
+lighting, saved as JPEG and taken on noisy sensors. Each is the probability of applying it.
 """
 
 from __future__ import annotations
@@ -10,8 +14,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+from ferkit.preprocess import MEAN, STD
 
 
 @dataclass
@@ -22,6 +30,18 @@ class AugmentConfig:
     hflip: bool = True
     erase: float = 0.0  # probability of erasing one random rectangle
     cutmix: float = 0.0  # probability of pasting a box from another face of the batch (CutMix)
+    downscale: float = 0.0  # probability of shrinking to 12-32 px and scaling back up
+    blur: float = 0.0  # probability of a Gaussian blur, sigma 0.5-1.5 px
+    light: float = 0.0  # probability of a gamma (0.55-1.8), contrast (0.5-1.3) and brightness change
+    jpeg: float = 0.0  # probability of a JPEG round trip at quality 15-75
+    noise: float = 0.0  # probability of Gaussian noise, sigma 1-8% of the range
+
+    def degrades(self) -> bool:
+        return any((self.downscale, self.blur, self.light, self.jpeg, self.noise))
+
+
+DOWNSCALE_SIDES = (12, 16, 20, 24, 32)
+BLUR_TAPS = 7
 
 
 def sample_affine(n: int, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
@@ -115,10 +135,72 @@ def augment_batch(
     theta = sample_affine(n, cfg, gen)[rows].to(x.device, x.dtype)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    if cfg.degrades():
+        x = degrade(x, cfg, gen, rows, n)
     if cfg.erase > 0:
         keep = sample_erase(n, gen, cfg.erase, x.shape[-1])[rows].to(x.device)
         x = torch.where(keep, x, torch.full_like(x, erase_value))
     return x
+
+
+def degrade(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator, rows: slice, n: int) -> torch.Tensor:
+    """Photo degradations of a normalised batch, drawn for the global batch of ``n`` like the rest."""
+    u = torch.rand(n, 12, generator=gen)[rows].to(x.device)
+    noise = torch.randn(n, *x.shape[1:], generator=gen)[rows].to(x.device) if cfg.noise else None
+
+    def chosen(column: int, p: float) -> torch.Tensor:
+        return (u[:, column] < p).view(-1, 1, 1, 1)
+
+    img = (x * STD + MEAN).clamp(0, 1)  # pixel range [0, 1]
+    if cfg.downscale:
+        side = torch.tensor(DOWNSCALE_SIDES, device=x.device)[(u[:, 1] * len(DOWNSCALE_SIDES)).long()]
+        for s in DOWNSCALE_SIDES:
+            hit = (u[:, 0] < cfg.downscale) & (side == s)
+            if hit.any():
+                small = F.interpolate(img[hit], size=(s, s), mode="area")
+                img[hit] = F.interpolate(small, size=img.shape[-2:], mode="bilinear", align_corners=False)
+    if cfg.blur:
+        img = torch.where(chosen(2, cfg.blur), gaussian_blur(img, 0.5 + u[:, 3]), img)
+    if cfg.light:
+        gamma = torch.exp((u[:, 5] * 2 - 1) * math.log(1.8)).clamp(0.55, 1.8).view(-1, 1, 1, 1)
+        lit = img.clamp_min(1e-4) ** gamma
+        mean = lit.mean((1, 2, 3), keepdim=True)
+        contrast = (0.9 + 0.4 * (u[:, 6] * 2 - 1)).view(-1, 1, 1, 1)
+        brightness = 0.15 * (u[:, 7] * 2 - 1).view(-1, 1, 1, 1)
+        lit = ((lit - mean) * contrast + mean + brightness).clamp(0, 1)
+        img = torch.where(chosen(4, cfg.light), lit, img)
+    if cfg.jpeg:
+        img = jpeg_round_trip(img, u[:, 8] < cfg.jpeg, (15 + 60 * u[:, 9]).round())
+    if noise is not None:
+        sigma = (0.01 + 0.07 * u[:, 11]).view(-1, 1, 1, 1)
+        img = torch.where(chosen(10, cfg.noise), (img + sigma * noise).clamp(0, 1), img)
+    return (img - MEAN) / STD
+
+
+def gaussian_blur(img: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Each image of (B, 1, H, W) blurred with its own sigma (separable, reflected edges)."""
+    half = BLUR_TAPS // 2
+    taps = torch.arange(-half, half + 1, device=img.device, dtype=img.dtype)
+    kernel = torch.exp(-(taps[None] ** 2) / (2 * sigma.to(img.dtype)[:, None] ** 2))
+    kernel = kernel / kernel.sum(1, keepdim=True)  # (B, taps)
+    b = img.shape[0]
+    flat = F.pad(img.transpose(0, 1), (half, half, half, half), mode="reflect")  # (1, B, H+, W+)
+    flat = F.conv2d(flat, kernel.view(b, 1, 1, -1), groups=b)
+    flat = F.conv2d(flat, kernel.view(b, 1, -1, 1), groups=b)
+    return flat.transpose(0, 1)
+
+
+def jpeg_round_trip(img: torch.Tensor, hit: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
+    """The chosen images of a [0, 1] batch saved as JPEG at their quality and decoded again."""
+    if not hit.any():
+        return img
+    pixels = (img[:, 0] * 255).round().to(torch.uint8).cpu().numpy()
+    out = img.clone()
+    for i in np.flatnonzero(hit.cpu().numpy()):
+        _, data = cv2.imencode(".jpg", pixels[i], [cv2.IMWRITE_JPEG_QUALITY, int(quality[i])])
+        decoded = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)
+        out[i, 0] = torch.from_numpy(decoded).to(img.device, img.dtype) / 255
+    return out
 
 
 def hflip(x: torch.Tensor) -> torch.Tensor:

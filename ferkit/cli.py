@@ -34,15 +34,26 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def _cmd_eval(args: argparse.Namespace) -> int:
     import json
 
+    from ferkit.data.labelled_photos import is_labelled_photos
     from ferkit.evaluate import evaluate_model, format_metrics
 
+    if is_labelled_photos(args.data):
+        return _eval_labelled_photos(args)
+    if args.detector or args.backend or args.quiet:
+        raise FerkitError("--detector, --backend and --quiet apply to labelled photos only "
+                          "(a folder with labels.csv and images/)")
     m = evaluate_model(args.model, args.data, args.split, args.protocol, args.split_seed, args.tta,
-                       args.exclude_train_duplicates)
+                       args.exclude_train_duplicates, args.ferplus)
     if args.json:
         print(json.dumps(m))
     else:
         print(f"model {m['model']} on {m['data']} ({m['split']} split{', TTA' if m['tta'] else ''})")
+        print("FER2013's own labels:")
         print(format_metrics(m))
+        if "ferplus" in m:
+            left = ", ".join(f"{v} {k}" for k, v in m["ferplus"]["left_out"].items())
+            print(f"\nFER+ majority labels ({m['ferplus']['votes']}; left out: {left}):")
+            print(format_metrics(m["ferplus"]))
     return 0
 
 
@@ -57,8 +68,38 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
     p.add_argument("--exclude-train-duplicates", action="store_true",
                    help="drop test images that are exact pixel copies of Training images")
+    p.add_argument("--ferplus", metavar="VOTES",
+                   help="FER+ votes file for the second score (default: ../ferplus/ferplus_votes.csv.gz "
+                        "beside the data folder; '' skips it)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    # labelled photos (a folder with labels.csv and images/): see _eval_labelled_photos
+    p.add_argument("--detector", help="labelled photos: face detector (default: the Recognizer's)")
+    p.add_argument("--backend", choices=["torch", "onnx"],
+                   help="labelled photos: onnxruntime (default where installed) or PyTorch")
+    p.add_argument("--quiet", action="store_true", help="labelled photos: no progress bar")
     p.set_defaults(func=_cmd_eval)
+
+
+# ---- `ferkit eval --data FOLDER` with labels.csv: labelled photos (ferkit/evaluate_photos.py)
+
+def _eval_labelled_photos(args: argparse.Namespace) -> int:
+    import json
+
+    from ferkit.evaluate_photos import evaluate_labelled_photos, format_photo_metrics
+
+    unused = [flag for flag, used in [("--split", args.split != "test"),
+                                      ("--protocol", args.protocol != "canonical"),
+                                      ("--split-seed", args.split_seed != 0),
+                                      ("--exclude-train-duplicates", args.exclude_train_duplicates),
+                                      ("--ferplus", getattr(args, "ferplus", None) is not None)]
+              if used]
+    if unused:
+        raise FerkitError(f"{', '.join(unused)}: not for labelled photos ({args.data} has labels.csv "
+                          "and no splits; every labelled face is scored)")
+    m = evaluate_labelled_photos(args.model, args.data, detector=args.detector, backend=args.backend,
+                                 tta=args.tta, progress=not args.quiet)
+    print(json.dumps(m) if args.json else format_photo_metrics(m))
+    return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -124,7 +165,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from ferkit.serve.server import run_server
 
     run_server(host=args.host, port=args.port, model=args.model, workers=args.workers,
-               max_upload_mb=args.max_upload_mb)
+               max_upload_mb=args.max_upload_mb, detector=args.detector)
     return 0
 
 
@@ -136,7 +177,14 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                    help="shipped model name, weights path or .onnx file from `ferkit export`")
     p.add_argument("--workers", type=int, default=1, help="processes, each with its own model")
     p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest accepted image upload")
+    _add_detector_option(p)
     p.set_defaults(func=_cmd_serve)
+
+
+def _add_detector_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--detector", choices=["yunet", "haar"], default="yunet",
+                   help="face detector: YuNet (default; five landmarks, eye-levelled crops) or OpenCV 4's "
+                        "Haar cascade (absent from OpenCV 5)")
 
 
 def backend_for(args: argparse.Namespace, default: str) -> str:
@@ -150,7 +198,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from ferkit.inference import Recognizer
     from ferkit.inference.files import predict_paths
 
-    detector = None if args.no_detect else "haar"
+    detector = None if args.no_detect else args.detector
     recognizer = Recognizer(args.model, detector=detector, backend=backend_for(args, "torch"))
     return predict_paths(args.paths, recognizer, fmt=args.format, annotate_dir=args.annotate,
                          detect=not args.no_detect)
@@ -168,6 +216,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(format="table")
     p.add_argument("--annotate", metavar="OUTDIR", help="save copies with boxes, labels and bars here")
     p.add_argument("--no-detect", action="store_true", help="inputs are already-cropped faces")
+    _add_detector_option(p)
     p.add_argument("--backend", choices=["torch", "onnx"],
                    help="PyTorch (default) or onnxruntime, which exports the model in memory first "
                         "(the default for an .onnx --model)")
@@ -175,12 +224,13 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_video(args: argparse.Namespace) -> int:
-    from ferkit.inference import HaarDetector, Recognizer
+    from ferkit.inference import Recognizer
+    from ferkit.inference.detect import make_detector
     from ferkit.inference.video import DETECT_SIDE, analyse_video
 
     if (args.input is None) == (args.camera is None):
         raise FerkitError("give either a video file or --camera INDEX")
-    detector = HaarDetector(max_side=DETECT_SIDE)
+    detector = make_detector(args.detector, max_side=DETECT_SIDE)
     recognizer = Recognizer(args.model, detector=detector, backend=backend_for(args, "onnx"))
     source = args.camera if args.camera is not None else args.input
     summary = analyse_video(source, recognizer, out=args.out, csv_path=args.csv, plot=args.plot,
@@ -194,13 +244,14 @@ def _add_video(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", nargs="?", metavar="IN", help="video file (anything OpenCV decodes)")
     p.add_argument("--camera", type=int, metavar="INDEX", help="read camera INDEX instead (Ctrl-C stops)")
     p.add_argument("--out", help="annotated video to write (.mp4)")
-    p.add_argument("--csv", help="per-frame CSV: time, face id, box, 7 probabilities")
+    p.add_argument("--csv", help="per-frame CSV: time, face id, box, 7 probabilities, landmarks")
     p.add_argument("--plot", help="emotion-over-time plot (.png)")
     p.add_argument("--every", type=int, default=1, metavar="N", help="analyse every Nth frame")
     p.add_argument("--model", default="default",
                    help="shipped model name, weights path or .onnx file from `ferkit export`")
     p.add_argument("--backend", choices=["torch", "onnx"],
                    help="onnxruntime (default: the faster for one frame's few faces) or PyTorch")
+    _add_detector_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_video)
 

@@ -18,6 +18,8 @@ class TrainConfig:
     model: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the architecture
     split: str = "canonical"  # canonical | paper
     split_seed: int = 0
+    labels: str = "fer2013"  # fer2013 (the CSV's labels) | ferplus (FER+ vote distributions)
+    ferplus_votes: str = ""  # the FER+ votes file; "" looks beside the data (shared layout)
     epochs: int = 50
     batch_size: int = 64  # global batch (divided among DDP ranks)
     lr: float = 1e-3  # Adam's default
@@ -53,6 +55,7 @@ CHOICES = {
     "optimizer": ("adam", "adamw"),
     "amp": ("auto", "bf16", "fp16", "off"),
     "split": ("canonical", "paper"),
+    "labels": ("fer2013", "ferplus"),
 }
 
 

@@ -95,13 +95,18 @@ def format_metrics(m: dict[str, Any]) -> str:
 def evaluate_model(
     model: str | None, data_path: str, split: str = "test", protocol: str = "canonical",
     split_seed: int = 0, tta: bool = False, exclude_train_duplicates: bool = False,
+    ferplus: str | None = None,
 ) -> dict[str, Any]:
     """Metrics of a shipped or saved model on a data set's split.
 
     A folder of class sub-folders has no splits and is evaluated as a whole. With
     ``exclude_train_duplicates`` test images that are pixel copies of Training images are dropped.
+    On the challenge CSV under the canonical protocol the split is also scored against the FER+
+    majority labels (``ferplus``: the votes file; None looks beside the data, "" skips it), under
+    the key ``ferplus``.
     """
     from ferkit.data import OTHER, load_data, split_data
+    from ferkit.data.ferplus import default_votes_path, left_out_counts, read_votes, with_ferplus_labels
     from ferkit.data.summary import leaked_mask
     from ferkit.inference.recognizer import is_onnx_file, onnx_file_backend
     from ferkit.weights import load_model
@@ -123,6 +128,22 @@ def evaluate_model(
             raise FerkitError("--exclude-train-duplicates needs a val or test split of a data set with "
                               "a training split")
         part = part.subset(np.flatnonzero(~leaked_mask(train, part)))
-    metrics = compute_metrics(part.labels.numpy(), scores(part.images).argmax(1).numpy())
+    predicted = scores(part.images).argmax(1).numpy()
+    metrics = compute_metrics(part.labels.numpy(), predicted)
+    votes_path = default_votes_path(data_path) if ferplus is None else ferplus
+    if votes_path and protocol == "canonical" and split != "all":
+        votes = read_votes(votes_path)
+        relabelled, _ = with_ferplus_labels(data, votes)
+        # The same images as ``part``, found by their source row, relabelled by the FER+ majority.
+        row_of = {source: i for i, source in enumerate(relabelled.sources)}
+        mine = [(row_of[s], k) for k, s in enumerate(part.sources) if s in row_of]
+        rows = np.array([r for r, _ in mine], dtype=np.int64)
+        kept = np.array([k for _, k in mine], dtype=np.int64)
+        split_rows = np.isin(data.sources, part.sources)
+        metrics["ferplus"] = compute_metrics(relabelled.labels.numpy()[rows], predicted[kept]) | {
+            "votes": str(votes_path), "left_out": left_out_counts(votes, split_rows),
+            "agreement_with_fer2013": float((relabelled.labels.numpy()[rows]
+                                             == part.labels.numpy()[kept]).mean()) if len(rows) else 0.0,
+        }
     return metrics | {"model": card.get("name", str(model)), "data": str(data_path), "split": split,
                       "protocol": protocol, "tta": tta}

@@ -36,6 +36,7 @@ from ferkit.checkpoint import (
 )
 from ferkit.config import TrainConfig
 from ferkit.data import FerData, load_data, split_data
+from ferkit.data.ferplus import VOTES_FILE, default_votes_path, read_votes, with_ferplus_labels
 from ferkit.distill import distillation_loss, teacher_logits
 from ferkit.errors import FerkitError
 from ferkit.evaluate import compute_metrics, predict_logits
@@ -124,12 +125,14 @@ def train_one_epoch(
         x = to_model_input(train.images[idx].to(info.device))  # augmented where the model runs
         x = augment_batch(x, cfg.augment, gen, rows=rows, n_total=cfg.batch_size)
         y = train.labels[idx].to(info.device)
+        # FER+ runs fit the vote distributions; accuracy is counted against the majority label.
+        target = y if train.targets is None else train.targets[idx].to(info.device)
         partner, own = None, None
         if cfg.augment.cutmix > 0:
             x, partner, own = cutmix_batch(x, gen, cfg.augment.cutmix, rows=rows, n_total=cfg.batch_size)
         with torch.autocast(info.device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
             logits = model(x)
-            loss = classification_loss(logits.float(), y, cfg.label_smoothing, partner, own)
+            loss = classification_loss(logits.float(), target, cfg.label_smoothing, partner, own)
             if teacher is not None:
                 kd = distillation_loss(logits.float(), teacher[idx].to(info.device), cfg.distill_temperature)
                 loss = (1 - cfg.distill_alpha) * loss + cfg.distill_alpha * kd
@@ -157,8 +160,9 @@ def classification_loss(
     logits: torch.Tensor, y: torch.Tensor, smoothing: float,
     partner: torch.Tensor | None = None, own: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Cross-entropy; after CutMix each face's loss is split between its label and its partner's
-    in proportion to the area each one covers."""
+    """Cross-entropy with class indices or label distributions (``y`` (B, 7)); after CutMix each
+    face's loss is split between its label and its partner's in proportion to the area each one
+    covers."""
     if partner is None or own is None:
         return F.cross_entropy(logits, y, label_smoothing=smoothing)
     mine = F.cross_entropy(logits, y, label_smoothing=smoothing, reduction="none")
@@ -239,7 +243,10 @@ def limit(data: FerData, n: int) -> FerData:
 
 
 def load_splits(cfg: TrainConfig, data_path: str | Path) -> dict[str, FerData]:
-    splits = split_data(load_data(data_path), cfg.split, cfg.split_seed)
+    data = load_data(data_path)
+    if cfg.labels == "ferplus":
+        data = ferplus_labelled(data, data_path, cfg.ferplus_votes)
+    splits = split_data(data, cfg.split, cfg.split_seed)
     splits["train"] = limit(splits["train"], cfg.limit_train)
     splits["val"] = limit(splits["val"], cfg.limit_val)
     if not len(splits["val"]) or not len(splits["test"]):
@@ -247,6 +254,14 @@ def load_splits(cfg: TrainConfig, data_path: str | Path) -> dict[str, FerData]:
     if len(splits["train"]) < cfg.batch_size:
         raise FerkitError(f"{len(splits['train'])} training images, fewer than one batch")
     return splits
+
+
+def ferplus_labelled(data: FerData, data_path: str | Path, votes_path: str) -> FerData:
+    """The FER+ protocol's images of ``data``, labelled by the majority, with vote distributions."""
+    path = votes_path or default_votes_path(data_path)
+    if not path:
+        raise FerkitError(f"labels=ferplus: no {VOTES_FILE} beside {data_path}; give ferplus_votes=PATH")
+    return with_ferplus_labels(data, read_votes(path))[0]
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:

@@ -59,7 +59,7 @@ def ferkit_server() -> Iterator[ServerProcess]:
 
 @pytest.fixture(scope="session")
 def recognizer():
-    """The default model with the Haar detector on the torch backend, loaded once."""
+    """The default model with the default (YuNet) detector on the torch backend, loaded once."""
     from ferkit.inference import Recognizer
 
     return Recognizer()

@@ -17,7 +17,7 @@ from ferkit.labels import CLASSES
 from ferkit.serve.malformed import bomb_jpeg, bomb_png, malformed_requests, multipart, sample_photos
 
 MAX_UPLOAD = 10 * 1024 * 1024  # the server's default --max-upload-mb 10
-FACE_KEYS = {"box", "label", "score", "probabilities"}
+FACE_KEYS = {"box", "label", "score", "probabilities", "landmarks", "detection_score"}
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +97,8 @@ def test_same_json_as_cli_predict(client: httpx.Client, astronaut_png: Path) -> 
     api = client.post("/v1/predict", files={"file": (astronaut_png.name, astronaut_png.read_bytes())}).json()
     assert set(api) == set(cli)
     assert [f["box"] for f in api["faces"]] == [f["box"] for f in cli["faces"]]
+    assert [f["landmarks"] for f in api["faces"]] == [f["landmarks"] for f in cli["faces"]]
+    assert len(api["faces"][0]["landmarks"]) == 5  # YuNet, the service's default detector
     assert [f["label"] for f in api["faces"]] == [f["label"] for f in cli["faces"]]
     for a, c in zip(api["faces"], cli["faces"], strict=True):
         assert a["probabilities"] == pytest.approx(c["probabilities"], abs=1e-5)

@@ -39,6 +39,12 @@ def test_video_csv_plot_and_annotated_output(face_video, tmp_path):
     assert {r["face_id"] for r in rows} == {"1"}  # one face, one id all the way through
     assert [int(r["frame"]) for r in rows] == list(range(FRAMES))
     assert abs(float(rows[-1]["time_s"]) - (FRAMES - 1) / 30) < 1e-3
+    # YuNet's landmarks in every row, inside the face's box
+    for r in rows[::50]:
+        x, y, w, h = (int(r[k]) for k in "xywh")
+        assert x <= float(r["right_eye_x"]) < float(r["left_eye_x"]) <= x + w
+        assert y <= float(r["right_eye_y"]) < float(r["right_mouth_y"]) <= y + h
+        assert float(r["detection_score"]) >= 0.6
     assert abs(sum(float(rows[0][c]) for c in ("angry", "disgust", "fear", "happy", "sad", "surprise",
                                                  "neutral")) - 1) < 1e-3
     cap = cv2.VideoCapture(str(out))

@@ -75,6 +75,7 @@ def test_uploading_the_astronaut_boxes_one_happy_face(page, astronaut_png: Path)
     assert page.get_attribute("#results", "data-state") == "done", page.text_content("#status")
     assert page.get_attribute("#results", "data-faces") == "1"
     assert page.get_attribute("#canvas", "data-boxes") == "1"
+    assert page.get_attribute("#canvas", "data-landmarks") == "5"  # YuNet's five points, drawn as dots
     width, height = page.evaluate("[document.getElementById('canvas').width, "
                                   "document.getElementById('canvas').height]")
     assert width > 300 and height > 300  # the photo itself, not the empty canvas

@@ -12,10 +12,12 @@ from ferkit.data.folders import (
     load_fer_folders,
     load_fer_tarball,
 )
+from ferkit.data.labelled_photos import is_labelled_photos, load_labelled_photos
 from ferkit.data.splits import PROTOCOLS, SPLITS, split_data
 from ferkit.errors import DataError
 
-__all__ = ["FerData", "USAGES", "OTHER", "PROTOCOLS", "SPLITS", "load_data", "split_data"]
+__all__ = ["FerData", "USAGES", "OTHER", "PROTOCOLS", "SPLITS", "load_data", "split_data",
+           "is_labelled_photos", "load_labelled_photos"]
 
 
 def load_data(path: str | Path) -> FerData:
@@ -30,6 +32,9 @@ def load_data(path: str | Path) -> FerData:
         if name.endswith((".tar", ".tar.gz", ".tgz")):
             return load_fer_tarball(path)
         raise DataError(f"{path}: unsupported data file (expected .csv, .csv.gz or .tar.gz)")
+    if is_labelled_photos(path):  # labels.csv + images/: whole photos, scored by `ferkit eval`
+        raise DataError(f"{path}: labelled photos (labels.csv) are read by `ferkit eval` only, not as "
+                        "a data set of face crops")
     if is_fer_layout(path):
         return load_fer_folders(path)
     return load_class_folders(path)

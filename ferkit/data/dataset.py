@@ -19,7 +19,9 @@ class FerData:
     """N grayscale 48x48 faces.
 
     images: (N, 48, 48) uint8; labels: (N,) int64 class indices; usage: (N,) int8 index into
-    USAGES or OTHER; sources: where each image came from ("file.csv row 12" or a path).
+    USAGES or OTHER; sources: where each image came from ("file.csv row 12" or a path);
+    targets: optional (N, 7) float32 label distributions (the FER+ votes) that training fits
+    instead of the one-hot labels.
     """
 
     images: torch.Tensor
@@ -27,11 +29,14 @@ class FerData:
     usage: np.ndarray
     sources: list[str]
     origin: str = ""
+    targets: torch.Tensor | None = None  # (N, 7) label distributions (FER+ votes), when known
 
     def __post_init__(self) -> None:
         n = len(self.labels)
         if self.images.shape[0] != n or len(self.usage) != n or len(self.sources) != n:
             raise ValueError("images, labels, usage and sources must have the same length")
+        if self.targets is not None and self.targets.shape != (n, NUM_CLASSES):
+            raise ValueError(f"targets must be (N, {NUM_CLASSES}) label distributions")
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -44,6 +49,7 @@ class FerData:
             usage=self.usage[idx],
             sources=[self.sources[i] for i in idx],
             origin=self.origin,
+            targets=None if self.targets is None else self.targets[torch.from_numpy(idx)],
         )
 
     def class_counts(self) -> list[int]:

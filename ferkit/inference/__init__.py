@@ -12,6 +12,7 @@ _EXPORTS = {
     "Recognizer": "ferkit.inference.recognizer",
     "FaceDetector": "ferkit.inference.detect",
     "HaarDetector": "ferkit.inference.detect",
+    "YuNetDetector": "ferkit.inference.detect",
     "Box": "ferkit.inference.types",
     "Face": "ferkit.inference.types",
     "Prediction": "ferkit.inference.types",

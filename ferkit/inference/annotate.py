@@ -1,4 +1,5 @@
-"""Draw results onto images: a box per face, its label and score, and 7 probability bars.
+"""Draw results onto images: a box per face, its five landmarks as dots, its label and score,
+and 7 probability bars.
 
 OpenCV drawing on the RGB array: fast enough for every frame of a video.
 """
@@ -39,8 +40,20 @@ def draw_faces(
             continue
         prefix = f"#{ids[i]} " if ids is not None else ""
         _draw_box(out, face, prefix, scale, colors)
+        _draw_landmarks(out, face, scale, colors)
         _draw_bars(out, face, scale, colors)
     return out
+
+
+def _draw_landmarks(img: np.ndarray, face: Face, scale: float, colors: dict) -> None:
+    """Small dots in the face's colour, ringed in black so that they show on any skin."""
+    if face.landmarks is None:
+        return
+    radius = max(2, round(2.5 * scale))
+    for x, y in face.landmarks:
+        centre = (round(x), round(y))
+        cv2.circle(img, centre, radius + 1, (0, 0, 0), -1, cv2.LINE_AA)
+        cv2.circle(img, centre, radius, colors[face.label], -1, cv2.LINE_AA)
 
 
 def _draw_box(img: np.ndarray, face: Face, prefix: str, scale: float, colors: dict) -> None:

@@ -1,12 +1,13 @@
-"""Face detection behind a one-method interface, with OpenCV's Haar cascade as the default.
+"""Face detection behind a one-method interface: YuNet (the default) or OpenCV's Haar cascade.
 
-FER2013's crops were made by a Haar-style frontal face detector, so the same family of
-detector gives crops that look like the training data. Any object with a
-``detect(image) -> list[Box]`` method can replace it (a DNN detector, a tracker's guesses).
-
-A DNN detector was looked for: no maintained PyPI package found ships its weights offline
-(alchemyface and detekface, YuNet wrappers, and mediapipe 1.2.3 download theirs at run
-time), and ferkit never downloads, so the cascade that ships inside OpenCV is the default.
+YuNet (Wu, Peng & Yu 2023; Apache-2.0) ships inside the package (``ferkit/weights/yunet``) and
+runs through OpenCV's ``cv2.FaceDetectorYN``, so nothing is downloaded and no cascade files are
+needed (OpenCV 5 has none). It gives each face its box, five landmarks and a score; the
+landmarks let :mod:`ferkit.inference.crop` level the eyes. The variant, input size and score
+threshold were chosen by ``benchmarks/detector_choice.py`` (results in
+``benchmarks/results/detector_choice.md``). The Haar cascade stays available as ``"haar"``
+where OpenCV still ships it. Any object with a ``detect(image) -> list[Box]`` method can replace
+either (a tracker's guesses, another network).
 """
 
 from __future__ import annotations
@@ -22,6 +23,12 @@ from ferkit.inference.types import Box
 
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 WINDOW = 24  # the cascade's own detection window, in pixels
+YUNET_DIR = Path(__file__).resolve().parents[1] / "weights" / "yunet"
+YUNET_FILE = "yunet_n_640_640.onnx"
+# Chosen by benchmarks/detector_choice.py: the longest side photos are resized to before
+# detection, and the score a detection needs.
+YUNET_SIDE = 320
+YUNET_SCORE = 0.6
 
 
 @runtime_checkable
@@ -38,8 +45,82 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
 
 
+class YuNetDetector:
+    """YuNet through ``cv2.FaceDetectorYN``: boxes with five landmarks and a score.
+
+    The image is resized so that its longest side is ``side`` pixels (None: as it is), which
+    fixes the cost per photo whatever its size; faces that are small at that size are missed
+    (recall by face size: benchmarks/results/detector_choice.md). ``score_threshold`` and
+    ``nms_threshold`` are FaceDetectorYN's. Not thread-safe (one detector per thread): the
+    network's input size is set per image.
+    """
+
+    def __init__(
+        self,
+        side: int | None = YUNET_SIDE,
+        score_threshold: float = YUNET_SCORE,
+        nms_threshold: float = 0.3,
+        top_k: int = 5000,
+        model: str | Path | None = None,
+    ) -> None:
+        path = Path(model) if model else YUNET_DIR / YUNET_FILE
+        if not path.is_file():
+            raise FerkitError(f"YuNet model {path} not found")
+        if side is not None and side < 32:
+            raise FerkitError(f"YuNet side must be at least 32 pixels, not {side}")
+        self.side = side
+        self.score_threshold = score_threshold
+        self.model_file = path.name
+        self._net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), score_threshold, nms_threshold,
+                                              top_k)
+
+    def __repr__(self) -> str:
+        return f"YuNetDetector({self.model_file}, side={self.side}, score>={self.score_threshold})"
+
+    def detect(self, image: np.ndarray) -> list[Box]:
+        h, w = image.shape[:2]
+        scale = self.side / max(h, w) if self.side else 1.0
+        sw, sh = round(w * scale), round(h * scale)
+        if min(sw, sh) < 8:
+            return []  # a sliver: no face fits
+        if (sw, sh) != (w, h):  # resized first: the colour conversion then has fewer pixels to do
+            interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+            image = cv2.resize(image, (sw, sh), interpolation=interpolation)
+        bgr = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR if image.ndim == 2 else cv2.COLOR_RGB2BGR)
+        self._net.setInputSize((sw, sh))
+        _, found = self._net.detect(bgr)
+        if found is None:
+            return []
+        boxes = [_yunet_box(row, w / sw, h / sh, w, h) for row in found]
+        return sorted(boxes, key=lambda b: (b.x, b.y))
+
+
+def _yunet_box(row: np.ndarray, fx: float, fy: float, width: int, height: int) -> Box:
+    """One FaceDetectorYN row (box, 5 landmarks, score) in pixels of the original image.
+
+    Coordinates are pixel indices (a pixel's centre is its index) on both sides of the resize.
+    """
+    x0, y0 = (row[0] + 0.5) * fx - 0.5, (row[1] + 0.5) * fy - 0.5
+    x1, y1 = x0 + row[2] * fx, y0 + row[3] * fy
+    x, y = max(0, round(x0)), max(0, round(y0))
+    landmarks = tuple((float((row[4 + 2 * i] + 0.5) * fx - 0.5), float((row[5 + 2 * i] + 0.5) * fy - 0.5))
+                      for i in range(5))
+    return Box(x, y, max(1, min(round(x1), width) - x), max(1, min(round(y1), height) - y),
+               landmarks=landmarks, score=float(row[14]))
+
+
+def haar_cascade_path() -> Path:
+    """The frontal-face cascade that ships with OpenCV 4, or a one-line error where it is absent."""
+    folder = getattr(getattr(cv2, "data", None), "haarcascades", None)
+    path = Path(folder) / CASCADE_FILE if folder else None
+    if path is None or not path.is_file():
+        raise FerkitError(f"the Haar detector needs OpenCV's cascade files, which OpenCV {cv2.__version__} "
+                          "does not ship (OpenCV 5 dropped them): use --detector yunet, the default")
+    return path
+
+
 class HaarDetector:
-    """OpenCV's frontal-face Haar cascade, run on a shrunk copy of the image.
+    """OpenCV's frontal-face Haar cascade, run on a shrunk copy of the image (no landmarks).
 
     The copy is shrunk until a face of ``min_face`` pixels (the classifier reads 48) fills the
     cascade's 24-pixel window, and to at most ``max_side`` pixels, which bounds the cost on
@@ -59,7 +140,7 @@ class HaarDetector:
         equalize: bool = False,
         cascade: str | Path | None = None,
     ) -> None:
-        path = Path(cascade) if cascade else Path(cv2.data.haarcascades) / CASCADE_FILE
+        path = Path(cascade) if cascade else haar_cascade_path()
         self._cascade = cv2.CascadeClassifier(str(path))
         if self._cascade.empty():
             raise FerkitError(f"cannot load Haar cascade {path}")
@@ -94,14 +175,18 @@ def _rescale(xywh: tuple[int, ...], factor: float, width: int, height: int) -> B
     return Box(x, y, min(bw, width - x), min(bh, height - y))
 
 
-def make_detector(spec: str | FaceDetector | None) -> FaceDetector | None:
-    """"haar" -> the default detector; None -> no detection; any object with detect() as is."""
+def make_detector(spec: str | FaceDetector | None, max_side: int | None = None) -> FaceDetector | None:
+    """"yunet" (the default) or "haar" -> that detector; None -> no detection; an object with
+    detect() as is. ``max_side`` caps the size detection runs at (video frames)."""
     if spec is None:
         return None
     if isinstance(spec, str):
+        if spec == "yunet":
+            side = YUNET_SIDE if max_side is None else min(YUNET_SIDE, max_side)
+            return YuNetDetector(side=side)
         if spec == "haar":
-            return HaarDetector()
-        raise FerkitError(f"unknown detector {spec!r}: use 'haar', None or an object with detect()")
+            return HaarDetector() if max_side is None else HaarDetector(max_side=max_side)
+        raise FerkitError(f"unknown detector {spec!r}: use 'yunet', 'haar', None or an object with detect()")
     if not isinstance(spec, FaceDetector):
         raise FerkitError(f"detector {spec!r} has no detect(image) -> list[Box] method")
     return spec

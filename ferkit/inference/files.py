@@ -20,7 +20,7 @@ import numpy as np
 
 from ferkit.errors import ImageError
 from ferkit.imageio import IMAGE_SUFFIXES, load_image
-from ferkit.inference.types import Prediction, error_json, prediction_json
+from ferkit.inference.types import LANDMARK_COLUMNS, Prediction, error_json, landmark_cells, prediction_json
 from ferkit.labels import CLASSES
 
 if TYPE_CHECKING:
@@ -107,11 +107,13 @@ class JsonWriter(Writer):
         print(json.dumps(error_json(source, reason, self.model_name)), file=self.out)
 
 
-CSV_FIELDS = ["source", "face", "x", "y", "w", "h", "label", "score", *CLASSES, "note", "error"]
+CSV_FIELDS = ["source", "face", "x", "y", "w", "h", "label", "score", *CLASSES, *LANDMARK_COLUMNS,
+              "detection_score", "note", "error"]
 
 
 class CsvWriter(Writer):
-    """One row per face; an image without faces or that failed gets one row saying why."""
+    """One row per face (landmark columns empty where the detector gives none); an image without
+    faces or that failed gets one row saying why."""
 
     def __init__(self, out: TextIO, model_name: str) -> None:
         super().__init__(out, model_name)
@@ -122,10 +124,11 @@ class CsvWriter(Writer):
         if not pred.faces:
             self._csv.writerow({"source": pred.source, "note": pred.note})
         for i, face in enumerate(pred.faces, 1):
-            box = face.box.__dict__ if face.box else {}
+            box = face.box.rect() if face.box else {}
             probs = {c: f"{p:.6f}" for c, p in face.probabilities.items()}
             self._csv.writerow({"source": pred.source, "face": i, **box, "label": face.label,
-                                "score": f"{face.score:.6f}", **probs, "note": pred.note})
+                                "score": f"{face.score:.6f}", **probs, **landmark_cells(face.box),
+                                "note": pred.note})
 
     def error(self, source: str, reason: str) -> None:
         self._csv.writerow({"source": source, "error": reason})

@@ -66,7 +66,8 @@ class Recognizer:
 
     ``model``: a shipped name ("default", "paper"), a path to ``.safetensors`` with its card, or
     an ``.onnx`` file from ``ferkit export`` (float or int8; runs with ``backend="onnx"``).
-    ``detector``: "haar" (default), None (every input is an already-cropped face), or any
+    ``detector``: "yunet" (default; boxes with five landmarks, crops aligned on them), "haar"
+    (OpenCV 4's cascade, box crops), None (every input is an already-cropped face), or any
     object with ``detect(image) -> list[Box]``. ``backend``: "torch" (the default for weights) or
     "onnx" (the default for ``.onnx`` files; onnxruntime). ``threads``: for onnx, the chunks of
     faces classified at once, one thread each, by default the cores up to 8; for torch, its
@@ -76,7 +77,7 @@ class Recognizer:
     def __init__(
         self,
         model: str | os.PathLike = "default",
-        detector: str | FaceDetector | None = "haar",
+        detector: str | FaceDetector | None = "yunet",
         backend: str | None = None,
         threads: int | None = None,
     ) -> None:
@@ -128,7 +129,8 @@ class Recognizer:
         return self._backend.probabilities(np.asarray(faces, dtype=np.uint8))
 
     def locate(self, image: np.ndarray) -> tuple[list[Box], np.ndarray]:
-        """Boxes and 48x48 crops of the faces in an RGB or gray uint8 array (for video loops)."""
+        """Boxes (with landmarks where the detector gives them) and 48x48 crops of the faces in an
+        RGB or gray uint8 array (for video loops)."""
         boxes = self.detector.detect(image) if self.detector else []
         return boxes, crop_faces(to_gray(image), boxes)
 

@@ -15,20 +15,21 @@ import cv2
 import numpy as np
 
 from ferkit.imageio import load_image
-from ferkit.inference.detect import HaarDetector
+from ferkit.inference.detect import YuNetDetector
 from ferkit.inference.types import Box
 
 CANVAS = (480, 640)  # height, width
 
 
 def portrait_face(photo: str | Path, side: int, context: float = 1.8) -> np.ndarray:
-    """An RGB ``side`` x ``side`` cut of the photo's (first) face with ``context`` x its box."""
+    """An RGB ``side`` x ``side`` cut of the photo's (first) face, ``context`` x its box's width
+    wide (YuNet's box is taller than wide: it reaches from the brow to the chin)."""
     rgb = load_image(photo)
-    boxes = HaarDetector().detect(rgb)
+    boxes = YuNetDetector().detect(rgb)
     if not boxes:
         raise ValueError(f"{photo}: no face to cut out")
     b = boxes[0]
-    half = round(max(b.w, b.h) * context / 2)
+    half = round(b.w * context / 2)
     cx, cy = b.x + b.w // 2, b.y + b.h // 2
     padded = cv2.copyMakeBorder(rgb, half, half, half, half, cv2.BORDER_REFLECT)
     cut = padded[cy : cy + 2 * half, cx : cx + 2 * half]

@@ -2,20 +2,56 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from ferkit.labels import CLASSES
 
+# The five landmarks a detector may give, in YuNet's order; "right" is the person's right
+# (the eye on the image's left in an unmirrored photo).
+LANDMARKS = ("right_eye", "left_eye", "nose", "right_mouth", "left_mouth")
+Landmarks = tuple[tuple[float, float], ...]  # 5 (x, y) pairs in LANDMARKS order
+
 
 @dataclass(frozen=True)
 class Box:
-    """A face box in pixels of the (EXIF-corrected) input image."""
+    """A face box in pixels of the (EXIF-corrected) input image.
+
+    ``landmarks`` (5 (x, y) pixel pairs in :data:`LANDMARKS` order) and ``score`` (the
+    detector's confidence) are there when the detector gives them (YuNet), else None; they do
+    not take part in equality, so a box compares by its rectangle.
+    """
 
     x: int
     y: int
     w: int
     h: int
+    landmarks: Landmarks | None = field(default=None, compare=False)
+    score: float | None = field(default=None, compare=False)
+
+    def rect(self) -> dict[str, int]:
+        return {"x": self.x, "y": self.y, "w": self.w, "h": self.h}
+
+
+LANDMARK_COLUMNS = [f"{name}_{axis}" for name in LANDMARKS for axis in "xy"]
+
+
+def landmark_cells(box: Box | None) -> dict[str, str]:
+    """CSV cells: the 10 landmark coordinates (0.01 px) and the detection score; empty where absent."""
+    cells = dict.fromkeys([*LANDMARK_COLUMNS, "detection_score"], "")
+    if box is not None and box.landmarks is not None:
+        values = [v for point in box.landmarks for v in point]
+        cells.update({c: f"{float(v):.2f}" for c, v in zip(LANDMARK_COLUMNS, values)})
+    if box is not None and box.score is not None:
+        cells["detection_score"] = f"{box.score:.4f}"
+    return cells
+
+
+def landmarks_dict(landmarks: Landmarks | None) -> dict[str, list[float]] | None:
+    """``{"right_eye": [x, y], ...}`` (0.01 px), or None without landmarks."""
+    if landmarks is None:
+        return None
+    return {name: [round(float(x), 2), round(float(y), 2)] for name, (x, y) in zip(LANDMARKS, landmarks)}
 
 
 @dataclass
@@ -25,8 +61,20 @@ class Face:
     score: float
     probabilities: dict[str, float]  # all 7 classes, in CLASSES order
 
+    @property
+    def landmarks(self) -> Landmarks | None:
+        """The detector's 5 landmarks (pixels of the input image), or None."""
+        return self.box.landmarks if self.box else None
+
+    @property
+    def detection_score(self) -> float | None:
+        return self.box.score if self.box else None
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        score = self.detection_score
+        return {"box": self.box.rect() if self.box else None, "label": self.label, "score": self.score,
+                "probabilities": dict(self.probabilities), "landmarks": landmarks_dict(self.landmarks),
+                "detection_score": None if score is None else round(float(score), 4)}
 
 
 @dataclass

@@ -1,9 +1,10 @@
 """``ferkit video``: emotions of every tracked face over a video file or a camera stream.
 
-Per analysed frame: gray conversion, Haar detection on a copy shrunk to ``detect_side``
-pixels (the main cost at full size), crops from the full-resolution frame, one batched
-forward pass for all faces, then the tracker gives each face a stable id. Outputs: a CSV row
-per face per analysed frame, an annotated video, and an emotion-over-time plot.
+Per analysed frame: detection (YuNet by default, on a copy shrunk to at most
+:data:`DETECT_SIDE` pixels, the main cost), crops from the full-resolution gray frame (aligned on
+the landmarks), one batched forward pass for all faces, then the tracker gives each face a stable
+id. Outputs: a CSV row per face per analysed frame (with its landmarks), an annotated video, and
+an emotion-over-time plot.
 """
 
 from __future__ import annotations
@@ -21,15 +22,16 @@ import numpy as np
 from ferkit.errors import FerkitError
 from ferkit.inference.annotate import draw_faces
 from ferkit.inference.tracking import IouTracker
-from ferkit.inference.types import Face, face_from_probs
+from ferkit.inference.types import LANDMARK_COLUMNS, Face, face_from_probs, landmark_cells
 from ferkit.labels import CLASSES
 
 if TYPE_CHECKING:
     from ferkit.inference.recognizer import Recognizer
 
-CSV_FIELDS = ["frame", "time_s", "face_id", "x", "y", "w", "h", "label", "score", *CLASSES]
-# Detection runs on frames shrunk to at most this side (HaarDetector shrinks 640x480 frames to
-# 320x240 anyway, to find faces of 48 px and more); it bounds the cost of HD video.
+CSV_FIELDS = ["frame", "time_s", "face_id", "x", "y", "w", "h", "label", "score", *CLASSES,
+              *LANDMARK_COLUMNS, "detection_score"]
+# Detection runs on frames shrunk to at most this side; it bounds the cost of HD video (YuNet's
+# own input side, 320, is below it; HaarDetector shrinks 640x480 frames to 320x240 anyway).
 DETECT_SIDE = 640
 
 
@@ -101,8 +103,7 @@ class VideoAnalyzer:
         """(faces, their ids, whether this frame was analysed); skipped frames repeat the last."""
         if index % self.every:
             return (*self._last, False)
-        gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-        boxes, crops = self.recognizer.locate(gray)
+        boxes, crops = self.recognizer.locate(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
         probs = self.recognizer.classify(crops) if len(boxes) else np.empty((0, len(CLASSES)))
         faces = [face_from_probs(p.tolist(), b) for p, b in zip(probs, boxes, strict=True)]
         ids = self.tracker.update(boxes)
@@ -192,7 +193,7 @@ def _write_rows(rows: csv.DictWriter | None, records: list[FaceRecord]) -> None:
         probs = {c: f"{p:.5f}" for c, p in r.face.probabilities.items()}
         rows.writerow({"frame": r.frame, "time_s": f"{r.time_s:.3f}", "face_id": r.face_id,
                        "x": b.x, "y": b.y, "w": b.w, "h": b.h, "label": r.face.label,
-                       "score": f"{r.face.score:.5f}", **probs})
+                       "score": f"{r.face.score:.5f}", **probs, **landmark_cells(b)})
 
 
 class LiveVideoWriter:

@@ -53,9 +53,13 @@ _PREDICT_BODY = {"requestBody": {"required": True, "content": {
     "image/*": {"schema": _IMAGE_BODY},
     "application/octet-stream": {"schema": _IMAGE_BODY},
 }}}
-_EXAMPLE_FACE = {"box": {"x": 177, "y": 67, "w": 93, "h": 93}, "label": "happy", "score": 0.91,
-                 "probabilities": {"angry": 0.01, "disgust": 0.0, "fear": 0.01, "happy": 0.91, "sad": 0.01,
-                                   "surprise": 0.03, "neutral": 0.03}}
+_EXAMPLE_FACE = {"box": {"x": 180, "y": 59, "w": 90, "h": 119}, "label": "happy", "score": 0.89,
+                 "probabilities": {"angry": 0.02, "disgust": 0.01, "fear": 0.02, "happy": 0.89, "sad": 0.02,
+                                   "surprise": 0.02, "neutral": 0.03},
+                 "landmarks": {"right_eye": [204.88, 105.42], "left_eye": [247.08, 105.28],
+                               "nose": [224.11, 128.61], "right_mouth": [205.78, 145.44],
+                               "left_mouth": [243.31, 145.39]},
+                 "detection_score": 0.9379}
 _EXAMPLE_RESULT = {"source": "astronaut.png", "width": 512, "height": 512, "faces": [_EXAMPLE_FACE],
                    "note": "", "model": "default"}
 
@@ -84,9 +88,10 @@ _BATCH_BODY = {"requestBody": {"required": True, "content": {
 
 
 def create_app(model: str = "default", max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
-               max_batch_files: int = DEFAULT_MAX_BATCH_FILES, threads: int | None = None) -> FastAPI:
+               max_batch_files: int = DEFAULT_MAX_BATCH_FILES, threads: int | None = None,
+               detector: str = "yunet") -> FastAPI:
     """Build the app; the model loads at startup so the first request does not pay for it."""
-    engine = Engine(model, threads=threads)
+    engine = Engine(model, threads=threads, detector=detector)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -114,7 +119,7 @@ def app_from_env() -> FastAPI:
     return create_app(model=os.environ.get("FERKIT_SERVE_MODEL", "default"),
                       max_upload_bytes=int(os.environ.get("FERKIT_SERVE_MAX_UPLOAD_BYTES",
                                                           DEFAULT_MAX_UPLOAD_BYTES)),
-                      threads=threads)
+                      threads=threads, detector=os.environ.get("FERKIT_SERVE_DETECTOR", "yunet"))
 
 
 def _body_limit(path: str, max_upload_bytes: int, max_batch_files: int) -> BodyLimit:
@@ -237,7 +242,9 @@ def _add_api_routes(app: FastAPI) -> None:
 
     @app.post("/v1/predict", tags=["predict"], openapi_extra=_PREDICT_BODY, responses=_PREDICT_RESPONSES)
     async def predict(request: Request) -> dict[str, Any]:
-        """Faces in one image, each with a box, the top label, its score and all 7 probabilities.
+        """Faces in one image, each with a box, the top label, its score and all 7 probabilities,
+        the detector's five landmarks (`right_eye`, `left_eye`, `nose`, `right_mouth`, `left_mouth`:
+        [x, y] pixels; "right" is the person's right; null with the Haar detector) and its score.
 
         Same JSON as `ferkit predict --json`. No face gives 200 with an empty `faces` list.
         """

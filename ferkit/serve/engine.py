@@ -38,9 +38,10 @@ class Upload:
 class Engine:
     """Owns the process's Recognizer and the limiters that guard it."""
 
-    def __init__(self, model: str = "default", threads: int | None = None) -> None:
+    def __init__(self, model: str = "default", threads: int | None = None, detector: str = "yunet") -> None:
         check_model(model)  # fail now, with the list of shipped models, not in the first request
         self.model = model
+        self.detector = detector
         self.model_name = ""  # the Recognizer's own name for it, once loaded
         self.threads = threads
         self._recognizer: Recognizer | None = None
@@ -54,7 +55,8 @@ class Engine:
         # onnxruntime: several times the torch backend's crops/s on small CPUs
         # (benchmarks/results/inference.md), and its chunked runs hold up beside other busy
         # processes (benchmarks/results/onnx_threading_busy2.md).
-        self._recognizer = Recognizer(model=self.model, backend="onnx", threads=self.threads)
+        self._recognizer = Recognizer(model=self.model, detector=self.detector, backend="onnx",
+                                      threads=self.threads)
         self.model_name = self._recognizer.model_name
 
     async def start(self) -> None:

@@ -6,6 +6,7 @@ import os
 
 from ferkit.cpu import available_cores
 from ferkit.errors import FerkitError
+from ferkit.inference.detect import make_detector
 from ferkit.inference.recognizer import check_model
 from ferkit.serve.limits import MB
 
@@ -16,16 +17,18 @@ def worker_threads(workers: int) -> int:
 
 
 def run_server(host: str = "127.0.0.1", port: int = 8000, model: str = "default", workers: int = 1,
-               max_upload_mb: float = 10.0, log_level: str = "info") -> None:
+               max_upload_mb: float = 10.0, log_level: str = "info", detector: str = "yunet") -> None:
     """Serve until interrupted. Each worker process builds its own app (and model) from the env."""
     if workers < 1:
         raise FerkitError("--workers must be at least 1")
     if max_upload_mb <= 0:
         raise FerkitError("--max-upload-mb must be positive")
     check_model(model)  # an unknown model fails here, with the CLI's one-line error, not in each worker
+    make_detector(detector)  # so does a detector this OpenCV cannot run (Haar on OpenCV 5)
     import uvicorn
 
     os.environ["FERKIT_SERVE_MODEL"] = model
+    os.environ["FERKIT_SERVE_DETECTOR"] = detector
     os.environ["FERKIT_SERVE_MAX_UPLOAD_BYTES"] = str(int(max_upload_mb * MB))
     os.environ["FERKIT_SERVE_THREADS"] = str(worker_threads(workers)) if workers > 1 else "0"
     uvicorn.run("ferkit.serve.app:app_from_env", factory=True, host=host, port=port, workers=workers,

@@ -1,5 +1,5 @@
-// ferkit web page: send a photo (or webcam frames) to /v1/predict, draw a box per face on the
-// canvas and a bar per emotion. Plain JS, no build step, nothing loaded from other hosts.
+// ferkit web page: send a photo (or webcam frames) to /v1/predict, draw a box and the five
+// landmarks per face on the canvas and a bar per emotion. Plain JS, no build step, nothing loaded from other hosts.
 "use strict";
 
 const EMOTIONS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"];
@@ -80,6 +80,7 @@ function drawBoxes(faces) {
   ctx.font = `600 ${fontSize}px system-ui, sans-serif`;
   ctx.textBaseline = "bottom";
   let drawn = 0;
+  let dots = 0;
   faces.forEach((face, i) => {
     if (!face.box) return;
     const { x, y, w, h } = face.box;
@@ -94,9 +95,30 @@ function drawBoxes(faces) {
     ctx.fillRect(x - line / 2, tagTop, tagWidth, fontSize + 6);
     ctx.fillStyle = "#000000"; // dark on the light palette, as in the annotated images
     ctx.fillText(tag, x + 4 - line / 2, tagTop + fontSize + 4);
+    dots += drawLandmarks(face.landmarks, color, line);
     drawn += 1;
   });
   el.canvas.dataset.boxes = String(drawn);
+  el.canvas.dataset.landmarks = String(dots);
+}
+
+// The detector's five points (eyes, nose tip, mouth corners), if it gave them: small dots
+// in the face's colour, ringed in black so that they show on any skin.
+function drawLandmarks(landmarks, color, line) {
+  if (!landmarks) return 0;
+  const radius = Math.max(2, line);
+  let count = 0;
+  for (const [px, py] of Object.values(landmarks)) {
+    ctx.beginPath();
+    ctx.arc(px, py, radius, 0, 2 * Math.PI);
+    ctx.fillStyle = color;
+    ctx.fill();
+    ctx.lineWidth = 1;
+    ctx.strokeStyle = "#000000";
+    ctx.stroke();
+    count += 1;
+  }
+  return count;
 }
 
 // ------------------------------------------------------------------ result cards
