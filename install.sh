@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# One command installs ferkit and everything its tests need, on a fresh Debian machine:
+# One command installs ferkit for development, on a fresh Debian machine: the runtime and training
+# both, and everything the tests need:
 #   ./install.sh
 # - a virtual environment in .venv with PyTorch 2.13.0, pinned in the same pip call: machines of
 #   this project's kind keep its CPU wheel on disk, where pip finds it; elsewhere add
 #   --index-url https://download.pytorch.org/whl/cpu --extra-index-url https://pypi.org/simple
 #   to that pip line to avoid a multi-GB CUDA build,
-# - ferkit in editable mode with the serve and dev extras,
+# - ferkit in editable mode with the train, serve and dev extras (users who only predict install
+#   `pip install ferkit`, or `pip install 'ferkit[serve]'`; see the README),
 # - Debian's Chromium for the browser test (when run as root with apt; skipped otherwise).
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/pip install --quiet --upgrade pip
-.venv/bin/pip install --quiet "torch==2.13.0" -e ".[serve,dev]"
+.venv/bin/pip install --quiet "torch==2.13.0" -e ".[train,serve,dev]"
 if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi

@@ -2,7 +2,7 @@
 
 Training batches are erased, rotated and zoomed, so the running statistics (and an EMA's average
 of them) do not match clean test faces. This scores a model on PublicTest (fp32, single pass and
-flip TTA) as shipped and after ``ferkit.train.recalibrated`` (the ``bn_recalibrate`` training
+flip TTA) as shipped and after ``ferkit.train.loop.recalibrated`` (the ``bn_recalibrate`` training
 option) on all training faces. PrivateTest is not touched. About three minutes on 2 cores:
 
     python benchmarks/bn_recalibration.py --model runs/default/model.safetensors
@@ -16,12 +16,12 @@ from pathlib import Path
 
 import torch
 
-from ferkit.config import load_config
 from ferkit.data import load_data, split_data
-from ferkit.distributed import setup
-from ferkit.evaluate import predict_logits
-from ferkit.train import recalibrated
-from ferkit.weights import load_model
+from ferkit.models.io import load_model
+from ferkit.runtime.torch_backend import predict_logits
+from ferkit.train.config import load_config
+from ferkit.train.distributed import setup
+from ferkit.train.loop import recalibrated
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,7 +30,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     shared = Path(os.environ.get("FERKIT_SHARED", REPO.parent / "shared"))
     parser.add_argument("--data", default=str(shared / "data" / "fer2013" / "fer2013.csv.gz"))
-    parser.add_argument("--model", default="default", help="shipped model name or weights path")
+    parser.add_argument("--model", default="default", help="shipped model name, weights file or run folder")
     args = parser.parse_args()
     splits = split_data(load_data(args.data))
     val = splits["val"]

@@ -41,10 +41,10 @@ import cv2
 import numpy as np
 
 from ferkit.errors import FerkitError
+from ferkit.face import Box
 from ferkit.imageio import load_image
 from ferkit.inference.crop import Framing, alignment_matrix, crop_face, warp_face
 from ferkit.inference.detect import YUNET_FILE, HaarDetector, YuNetDetector, to_gray
-from ferkit.inference.types import Box
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"

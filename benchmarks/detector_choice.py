@@ -37,11 +37,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import repo_support  # noqa: F401  (tests/support on the path)
+from support.synthetic import group_photo
 
 from ferkit.errors import FerkitError
 from ferkit.imageio import load_image
 from ferkit.inference.detect import HaarDetector, YuNetDetector
-from ferkit.inference.synthetic import group_photo
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"

@@ -34,13 +34,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import repo_support  # noqa: F401  (tests/support on the path)
 from PIL import Image
+from support.synthetic import background, group_photo
 
+from ferkit.face import Box
 from ferkit.imageio import load_image
 from ferkit.inference.detect import HaarDetector
-from ferkit.inference.synthetic import background, group_photo
 from ferkit.inference.tracking import iou
-from ferkit.inference.types import Box
 
 SETTINGS = [(1.1, 5, True), (1.1, 5, False), (1.15, 4, True), (1.15, 4, False), (1.2, 3, False),
             (1.25, 3, False)]

@@ -3,7 +3,7 @@
 - ExpW-dev (``../shared/data/expw-dev``, 1,920 labelled faces in 1,806 web photos; measuring only):
   found rate (a detection with IoU >= 0.3), end-to-end accuracy over ALL labelled faces (a missed
   face is wrong), classifier-alone accuracy and macro-F1 (each labelled box cropped by the
-  system's own crop; ferkit: :mod:`ferkit.evaluate_photos`, fer: ``detect_emotions`` with the
+  system's own crop; ferkit: :mod:`ferkit.evaluate.photos`, fer: ``detect_emotions`` with the
   boxes given).
 - WIDER-200 (``../shared/data/widerface-val200``): recall at IoU >= 0.5 per face-size bucket and
   milliseconds per photo of the whole pipeline (decode excluded: detection, crops, classification).
@@ -14,7 +14,7 @@ detector, box crop), ferkit now (YuNet, eye-levelled crop, each ``--models``), a
 (``benchmarks/setup_fer_venv.sh``). WIDER photos are timed in rotation, so load from other jobs
 falls on all systems alike. Writes benchmarks/results/in_the_wild.json and .md:
 
-    nice -n 19 .venv/bin/python benchmarks/in_the_wild.py
+    .venv/bin/python benchmarks/in_the_wild.py
 """
 
 from __future__ import annotations
@@ -34,12 +34,11 @@ from detector_choice import BUCKETS, bucket, iou_matrix, read_boxes
 from inference import concurrent_training, start_fer
 
 from ferkit.data.labelled_photos import load_labelled_photos
-from ferkit.evaluate import compute_metrics
-from ferkit.evaluate_photos import evaluate_photos, match_boxes, metrics_with_misses
+from ferkit.evaluate.metrics import compute_metrics, metrics_with_misses
+from ferkit.evaluate.photos import evaluate_photos, match_boxes
+from ferkit.face import CLASS_TO_INDEX, Box
 from ferkit.imageio import load_image
 from ferkit.inference import HaarDetector, Recognizer
-from ferkit.inference.types import Box
-from ferkit.labels import CLASS_TO_INDEX
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -191,7 +190,7 @@ def main() -> int:
         if not isinstance(fer, str):
             fer.close()
     result = {
-        "command": "nice -n 19 .venv/bin/python benchmarks/in_the_wild.py " + " ".join(sys.argv[1:]),
+        "command": ".venv/bin/python benchmarks/in_the_wild.py " + " ".join(sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "environment": {"cpus": os.cpu_count(), "cpu": cpu_name(),
                         "load_average": os.getloadavg(), "concurrent_training": concurrent_training()},

@@ -27,12 +27,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import repo_support  # noqa: F401  (tests/support on the path)
 import torch
+from support.synthetic import group_photo, moving_face_frames, write_video
 from timing import window_rate
 
 from ferkit.inference import Recognizer
 from ferkit.inference.detect import make_detector
-from ferkit.inference.synthetic import group_photo, moving_face_frames, write_video
 from ferkit.inference.video import DETECT_SIDE, analyse_video
 
 REPO = Path(__file__).resolve().parents[1]
@@ -117,8 +118,8 @@ def concurrent_training() -> list[str]:
 
 def model_cost(name: str) -> dict:
     """Parameters and multiply-adds per 48x48 face of a model (convolutions + linear)."""
+    from ferkit.models.io import load_model
     from ferkit.models.summary import count_multiply_adds
-    from ferkit.weights import load_model
 
     model, _ = load_model(name)
     return {"model_params": sum(p.numel() for p in model.parameters()),
@@ -128,7 +129,7 @@ def model_cost(name: str) -> dict:
 def int8_graph(model: str, calibration: Path, folder: Path) -> Path | str:
     """``ferkit export --quantize int8`` of the model, or the reason it cannot be made."""
     from ferkit.errors import FerkitError
-    from ferkit.export import export_model
+    from ferkit.runtime.export import export_model
 
     if not calibration.exists():
         return f"{calibration} not found: no calibration faces for the int8 graph"

@@ -21,8 +21,8 @@ import numpy as np
 from timing import window_rate
 
 from ferkit.data import load_data, split_data
-from ferkit.export import export_model
-from ferkit.inference.onnx_backend import OnnxBackend
+from ferkit.runtime.export import export_model
+from ferkit.runtime.onnx_backend import OnnxBackend
 
 REPO = Path(__file__).resolve().parents[1]
 THREADS = 2

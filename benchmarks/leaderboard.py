@@ -17,11 +17,13 @@ import numpy as np
 import torch
 from timing import window_rate
 
-from ferkit.evaluate import evaluate_model
-from ferkit.export import Deployable
-from ferkit.inference.onnx_backend import OnnxBackend
+from ferkit.evaluate.crops import evaluate_model
+from ferkit.models.io import load_model
+from ferkit.models.preprocess import Deployable
+from ferkit.models.store import list_models
 from ferkit.models.summary import count_multiply_adds
-from ferkit.weights import list_models, load_model
+from ferkit.runtime.export import onnx_bytes
+from ferkit.runtime.onnx_backend import OnnxBackend
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 BATCH, THREADS = 64, 2
@@ -55,7 +57,7 @@ def inference_speed(models: dict[str, torch.nn.Module], rounds: int, seconds: fl
     batch = torch.from_numpy(faces)
     runners = {}
     for name, model in models.items():
-        net, onnx = Deployable(model), OnnxBackend.from_torch(model, threads=THREADS)
+        net, onnx = Deployable(model), OnnxBackend(onnx_bytes(model), threads=THREADS)
         runners[(name, "torch")] = torch_runner(net, batch)
         runners[(name, "onnx")] = lambda onnx=onnx: onnx.probabilities(faces)
     rates: dict[tuple[str, str], list[float]] = {key: [] for key in runners}

@@ -5,7 +5,7 @@ For each model and batch size, in one run and in alternating windows (the order 
 round): onnxruntime's intra-op threads over the whole batch (idle threads asleep, and spinning,
 onnxruntime's default), one thread over the whole batch, and ferkit's backend (one thread per
 run, ``threads`` runs at once) at several chunk sizes. The chunk size that ferkit uses is
-``ferkit.inference.onnx_backend.CHUNK``. ``--busy N`` runs N busy-looping processes beside it,
+``ferkit.runtime.onnx_backend.CHUNK``. ``--busy N`` runs N busy-looping processes beside it,
 as when other jobs hold the cores. Writes benchmarks/results/onnx_threading.json and .md
 (onnx_threading_busyN.* with ``--busy``).
 
@@ -29,9 +29,10 @@ from inference import RESULTS, rate_stats
 from timing import window_rate
 
 from ferkit.cpu import available_cores
-from ferkit.export import INPUT_NAME, onnx_bytes
-from ferkit.inference.onnx_backend import CHUNK, OnnxBackend
-from ferkit.weights import load_model
+from ferkit.models.io import load_model
+from ferkit.runtime.export import onnx_bytes
+from ferkit.runtime.graph import INPUT_NAME
+from ferkit.runtime.onnx_backend import CHUNK, OnnxBackend
 
 CHUNKS = (1, 2, 4, 8, 16, 32)
 

@@ -2,7 +2,7 @@
 
 (a) load: N concurrent clients (one keep-alive connection each) post a real face photo for a
 fixed time; reports requests/s, latency percentiles, errors, 5xx and dropped connections.
-(b) bad input: a few hundred malformed requests (ferkit.serve.malformed) plus chunked oversized
+(b) bad input: a few hundred malformed requests (tests/support/malformed.py) plus chunked oversized
 bodies; every answer must be a 4xx with a JSON ``detail``, and /healthz must be fine afterwards.
 
     python benchmarks/serve_load.py --duration 20 --clients 32 --bad 300
@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import repo_support  # noqa: F401  (tests/support on the path)
 from PIL import Image
-
-from ferkit.serve.launch import ServerProcess
-from ferkit.serve.malformed import BadRequest, malformed_requests
+from support.launch import ServerProcess
+from support.malformed import BadRequest, malformed_requests
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FERKIT_SHARED", REPO.parent / "shared"))

@@ -1,7 +1,7 @@
 """Training throughput: ferkit's loop against a plain fp32 eager PyTorch loop, side by side.
 
 Both train the same architecture on the same real FER2013 images with the same batched
-augmentation, Adam and batch size. The ferkit side is ``ferkit.train.train_one_epoch`` itself
+augmentation, Adam and batch size. The ferkit side is ``ferkit.train.loop.train_one_epoch`` itself
 (bf16 autocast where the CPU supports it, torch.compile, LR schedule, progress bar); the plain
 side is a textbook fp32 eager loop. Epochs alternate so that machine noise hits both.
 
@@ -19,13 +19,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ferkit.augment import AugmentConfig, augment_batch
-from ferkit.config import TrainConfig
 from ferkit.data import FerData, load_data, split_data
-from ferkit.distributed import DistInfo
 from ferkit.models import create_model
-from ferkit.preprocess import to_model_input
-from ferkit.train import RunState, autocast_dtype, train_one_epoch
+from ferkit.models.preprocess import to_model_input
+from ferkit.train.augment import AugmentConfig, augment_batch
+from ferkit.train.config import TrainConfig
+from ferkit.train.distributed import DistInfo
+from ferkit.train.loop import RunState, autocast_dtype, train_one_epoch
 
 RESULTS = Path(__file__).parent / "results"
 ARCH = {"stem": [32, 64], "widths": [128, 256, 512]}  # configs/paper-wide.toml, as measured
@@ -49,7 +49,7 @@ def plain_epoch(model, opt, data: FerData, batch: int, gen: torch.Generator) -> 
 
 
 def ferkit_epoch(net, opt, data: FerData, cfg: TrainConfig, amp, scaler) -> float:
-    """ferkit's own training step, ``ferkit.train.train_one_epoch``; images/s."""
+    """ferkit's own training step, ``ferkit.train.loop.train_one_epoch``; images/s."""
     return train_one_epoch(net, opt, data, cfg, RunState(), DistInfo(), amp, scaler)["images_per_s"]
 
 

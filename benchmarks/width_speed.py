@@ -23,11 +23,11 @@ import torch
 from inference import RESULTS, THREADS, rate_stats, start_fer
 from timing import window_rate
 
-from ferkit.export import onnx_bytes
-from ferkit.inference.onnx_backend import OnnxBackend
 from ferkit.models import create_model
 from ferkit.models.summary import count_multiply_adds
-from ferkit.quantize import calibration_faces, quantize_int8
+from ferkit.runtime.export import onnx_bytes
+from ferkit.runtime.onnx_backend import OnnxBackend
+from ferkit.runtime.quantize import calibration_faces, quantize_int8
 
 WIDTHS = {  # name: (stem, stage widths); "1.0" is configs/paper-wide.toml, "0.5" configs/paper.toml
     "1.0": ((32, 64), (128, 256, 512)),

@@ -8,12 +8,15 @@ import sys
 from collections.abc import Callable
 
 from ferkit.cpu import keep_freed_memory
-from ferkit.errors import FerkitError
+from ferkit.errors import OPTIONAL, FerkitError, missing_extra, require
+
+TRAIN_MODULES = ("torch", "safetensors")  # the train extra's core
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from ferkit.config import load_config
-    from ferkit.train import fit
+    require("ferkit train", *TRAIN_MODULES)
+    from ferkit.train.config import load_config
+    from ferkit.train.loop import fit
 
     cfg = load_config(args.config, args.overrides)
     command = "ferkit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -35,15 +38,16 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     import json
 
     from ferkit.data.labelled_photos import is_labelled_photos
-    from ferkit.evaluate import evaluate_model, format_metrics
+    from ferkit.evaluate.crops import evaluate_model
+    from ferkit.evaluate.metrics import format_metrics
 
     if is_labelled_photos(args.data):
         return _eval_labelled_photos(args)
-    if args.detector or args.backend or args.quiet:
-        raise FerkitError("--detector, --backend and --quiet apply to labelled photos only "
+    if args.detector or args.quiet:
+        raise FerkitError("--detector and --quiet apply to labelled photos only "
                           "(a folder with labels.csv and images/)")
     m = evaluate_model(args.model, args.data, args.split, args.protocol, args.split_seed, args.tta,
-                       args.exclude_train_duplicates, args.ferplus)
+                       args.exclude_train_duplicates, args.ferplus, args.backend)
     if args.json:
         print(json.dumps(m))
     else:
@@ -59,8 +63,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="accuracy, per-class P/R/F1, macro-F1 and confusion matrix")
-    p.add_argument("--model", default="default",
-                   help="shipped model name, .safetensors path or .onnx file from `ferkit export`")
+    _add_model_option(p)
     p.add_argument("--data", required=True, help="FER2013 CSV(.gz), image folders, .tar.gz or class folders")
     p.add_argument("--split", choices=["test", "val", "train"], default="test")
     p.add_argument("--protocol", choices=["canonical", "paper"], default="canonical")
@@ -72,20 +75,19 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                    help="FER+ votes file for the second score (default: ../ferplus/ferplus_votes.csv.gz "
                         "beside the data folder; '' skips it)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_backend_option(p)
     # labelled photos (a folder with labels.csv and images/): see _eval_labelled_photos
     p.add_argument("--detector", help="labelled photos: face detector (default: the Recognizer's)")
-    p.add_argument("--backend", choices=["torch", "onnx"],
-                   help="labelled photos: onnxruntime (default where installed) or PyTorch")
     p.add_argument("--quiet", action="store_true", help="labelled photos: no progress bar")
     p.set_defaults(func=_cmd_eval)
 
 
-# ---- `ferkit eval --data FOLDER` with labels.csv: labelled photos (ferkit/evaluate_photos.py)
+# ---- `ferkit eval --data FOLDER` with labels.csv: labelled photos (ferkit/evaluate/photos.py)
 
 def _eval_labelled_photos(args: argparse.Namespace) -> int:
     import json
 
-    from ferkit.evaluate_photos import evaluate_labelled_photos, format_photo_metrics
+    from ferkit.evaluate.photos import evaluate_labelled_photos, format_photo_metrics
 
     unused = [flag for flag, used in [("--split", args.split != "test"),
                                       ("--protocol", args.protocol != "canonical"),
@@ -103,7 +105,8 @@ def _eval_labelled_photos(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from ferkit.report import build_report
+    require("ferkit report", *TRAIN_MODULES, "matplotlib")
+    from ferkit.train.report import build_report
 
     print(f"report written to {build_report(args.run_dir, args.data)}")
     return 0
@@ -117,7 +120,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_data_summary(args: argparse.Namespace) -> int:
-    from ferkit.data_report import summarize
+    from ferkit.data.summary import summarize
 
     print(summarize(args.data, args.out))
     return 0
@@ -133,8 +136,9 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_model_summary(args: argparse.Namespace) -> int:
+    require("ferkit model summary", *TRAIN_MODULES)
+    from ferkit.models.io import load_model
     from ferkit.models.summary import format_summary
-    from ferkit.weights import load_model
 
     model, card = load_model(args.name)
     print(format_summary(model, f"model {card['name']} (architecture {card['arch']})"))
@@ -145,14 +149,15 @@ def _add_model(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("model", help="inspect models")
     msub = p.add_subparsers(dest="model_command", required=True)
     s = msub.add_parser("summary", help="per-layer parameters and Eq. 1 for separable convolutions")
-    s.add_argument("name", nargs="?", default="default", help="shipped model name or weights path")
+    s.add_argument("name", nargs="?", default="default",
+                   help="shipped model name, weights file or run folder")
     s.set_defaults(func=_cmd_model_summary)
     ls = msub.add_parser("list", help="shipped models with parameters and test accuracy")
     ls.set_defaults(func=_cmd_model_list)
 
 
 def _cmd_model_list(args: argparse.Namespace) -> int:
-    from ferkit.weights import list_models, model_info
+    from ferkit.models.store import list_models, model_info
 
     for name in list_models():
         info = model_info(name)
@@ -173,8 +178,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="REST API and web page (FastAPI under uvicorn)")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (0.0.0.0 for all)")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--model", default="default",
-                   help="shipped model name, weights path or .onnx file from `ferkit export`")
+    _add_model_option(p)
     p.add_argument("--workers", type=int, default=1, help="processes, each with its own model")
     p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest accepted image upload")
     _add_detector_option(p)
@@ -187,19 +191,23 @@ def _add_detector_option(p: argparse.ArgumentParser) -> None:
                         "Haar cascade (absent from OpenCV 5)")
 
 
-def backend_for(args: argparse.Namespace, default: str) -> str:
-    """The --backend asked for; else onnxruntime for an exported .onnx model, else ``default``."""
-    from ferkit.inference.recognizer import is_onnx_file
+def _add_model_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="default",
+                   help="shipped model name (`ferkit model list`), .safetensors file, run folder or .onnx "
+                        "graph from `ferkit export`")
 
-    return args.backend or ("onnx" if is_onnx_file(args.model) else default)
+
+def _add_backend_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=["onnx", "torch"], default="onnx",
+                   help="onnxruntime (default) or PyTorch (needs ferkit[train])")
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from ferkit.inference import Recognizer
     from ferkit.inference.files import predict_paths
+    from ferkit.inference.recognizer import Recognizer
 
     detector = None if args.no_detect else args.detector
-    recognizer = Recognizer(args.model, detector=detector, backend=backend_for(args, "torch"))
+    recognizer = Recognizer(args.model, detector=detector, backend=args.backend)
     return predict_paths(args.paths, recognizer, fmt=args.format, annotate_dir=args.annotate,
                          detect=not args.no_detect)
 
@@ -207,8 +215,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="emotions of the faces in image files, folders or globs")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (recursive) or globs")
-    p.add_argument("--model", default="default",
-                   help="shipped model name, weights path or .onnx file from `ferkit export`")
+    _add_model_option(p)
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", dest="format", action="store_const", const="json",
                      help="JSON Lines: one object per image (the web service's response shape)")
@@ -217,21 +224,19 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--annotate", metavar="OUTDIR", help="save copies with boxes, labels and bars here")
     p.add_argument("--no-detect", action="store_true", help="inputs are already-cropped faces")
     _add_detector_option(p)
-    p.add_argument("--backend", choices=["torch", "onnx"],
-                   help="PyTorch (default) or onnxruntime, which exports the model in memory first "
-                        "(the default for an .onnx --model)")
+    _add_backend_option(p)
     p.set_defaults(func=_cmd_predict)
 
 
 def _cmd_video(args: argparse.Namespace) -> int:
-    from ferkit.inference import Recognizer
     from ferkit.inference.detect import make_detector
+    from ferkit.inference.recognizer import Recognizer
     from ferkit.inference.video import DETECT_SIDE, analyse_video
 
     if (args.input is None) == (args.camera is None):
         raise FerkitError("give either a video file or --camera INDEX")
     detector = make_detector(args.detector, max_side=DETECT_SIDE)
-    recognizer = Recognizer(args.model, detector=detector, backend=backend_for(args, "onnx"))
+    recognizer = Recognizer(args.model, detector=detector, backend=args.backend)
     source = args.camera if args.camera is not None else args.input
     summary = analyse_video(source, recognizer, out=args.out, csv_path=args.csv, plot=args.plot,
                             every=args.every, progress=not args.quiet)
@@ -247,29 +252,39 @@ def _add_video(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--csv", help="per-frame CSV: time, face id, box, 7 probabilities, landmarks")
     p.add_argument("--plot", help="emotion-over-time plot (.png)")
     p.add_argument("--every", type=int, default=1, metavar="N", help="analyse every Nth frame")
-    p.add_argument("--model", default="default",
-                   help="shipped model name, weights path or .onnx file from `ferkit export`")
-    p.add_argument("--backend", choices=["torch", "onnx"],
-                   help="onnxruntime (default: the faster for one frame's few faces) or PyTorch")
+    _add_model_option(p)
+    _add_backend_option(p)
     _add_detector_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_video)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from ferkit.export import export_model
+    require("ferkit export", *TRAIN_MODULES, "onnx")
+    from ferkit.runtime.export import export_model, export_shipped
 
-    path = export_model(args.model, args.format, args.out, quantize=args.quantize,
-                        calibration=args.calibration)
-    print(f"wrote {path}", file=sys.stderr)
+    if args.shipped:
+        if args.out or args.quantize or args.calibration or args.model != "default":
+            raise FerkitError("--shipped writes every shipped model's graph into the package: "
+                              "no --model, --out, --quantize or --calibration")
+        paths = export_shipped()
+    elif args.out is None:
+        raise FerkitError("give --out FILE (or --shipped for the package's own graphs)")
+    else:
+        paths = [export_model(args.model, args.format, args.out, quantize=args.quantize,
+                              calibration=args.calibration)]
+    for path in paths:
+        print(f"wrote {path}", file=sys.stderr)
     return 0
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a model for other runtimes (ONNX, dynamic batch)")
-    p.add_argument("--model", default="default", help="shipped model name or weights path")
+    p.add_argument("--model", default="default", help="shipped model name, weights file or run folder")
     p.add_argument("--format", default="onnx", choices=["onnx"])
-    p.add_argument("--out", required=True, help="file to write, e.g. paper.onnx")
+    p.add_argument("--out", help="file to write, e.g. paper.onnx")
+    p.add_argument("--shipped", action="store_true",
+                   help="(re)make the graphs inside the package (ferkit/weights/*.onnx) from its weights")
     p.add_argument("--quantize", choices=["int8"],
                    help="int8 weights and activations (static, per-channel), for onnxruntime")
     p.add_argument("--calibration", metavar="DATA",
@@ -301,6 +316,12 @@ def main(argv: list[str] | None = None) -> int:
         return func(args)
     except FerkitError as exc:
         print(f"ferkit: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:  # an optional dependency that no require() caught first
+        top = (exc.name or "").split(".")[0]
+        if top not in OPTIONAL:
+            raise
+        print(f"ferkit: error: {missing_extra(f'ferkit {args.command}', [top])}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ferkit: interrupted", file=sys.stderr)

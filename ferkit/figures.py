@@ -1,4 +1,6 @@
-"""The paper's figures as PNG files (matplotlib, headless)."""
+"""The paper's figures as PNG files (matplotlib, headless): Figs. 1-3 of ``ferkit data summary``,
+Figs. 7-10 of ``ferkit report``. Imported only when a figure is drawn (matplotlib is the ``plot``
+extra)."""
 
 from __future__ import annotations
 
@@ -11,9 +13,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
-from ferkit.labels import CLASSES  # noqa: E402
+from ferkit.face import CLASSES  # noqa: E402
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -40,7 +41,7 @@ def class_distribution(counts: dict[str, list[int]], path: Path) -> Path:
 
 
 def image_grid(
-    images: torch.Tensor, titles: Sequence[str], path: Path, cols: int = 7,
+    images: np.ndarray, titles: Sequence[str], path: Path, cols: int = 7,
     colors: Sequence[str] | None = None, title: str = "",
 ) -> Path:
     """A grid of 48x48 faces with a caption each (Figs. 2, 3 and 10)."""
@@ -50,7 +51,7 @@ def image_grid(
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:
-            ax.imshow(images[i].numpy(), cmap="gray", vmin=0, vmax=255)
+            ax.imshow(images[i], cmap="gray", vmin=0, vmax=255)
             ax.set_title(titles[i], fontsize=7, color=colors[i] if colors else "black")
     if title:
         fig.suptitle(title)

@@ -10,8 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from ferkit.serve.launch import ServerProcess
+from support.launch import ServerProcess
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,7 +58,7 @@ def ferkit_server() -> Iterator[ServerProcess]:
 
 @pytest.fixture(scope="session")
 def recognizer():
-    """The default model with the default (YuNet) detector on the torch backend, loaded once."""
+    """The default model with the default (YuNet) detector and backend (onnxruntime), loaded once."""
     from ferkit.inference import Recognizer
 
     return Recognizer()

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ferkit.augment import AugmentConfig, augment_batch, cutmix_batch
+from ferkit.train.augment import AugmentConfig, augment_batch, cutmix_batch
 
 
 def test_random_erasing_blanks_one_rectangle_per_image():
@@ -37,7 +37,7 @@ def test_cutmix_pastes_the_neighbours_box_and_weights_labels_by_area():
 
 
 def test_cutmix_loss_splits_between_the_two_labels():
-    from ferkit.train import classification_loss
+    from ferkit.train.loop import classification_loss
 
     logits = torch.randn(8, 7)
     y = torch.arange(8) % 7
@@ -54,7 +54,7 @@ DEGRADATIONS = ("downscale", "blur", "light", "jpeg", "noise")
 
 @pytest.mark.parametrize("name", DEGRADATIONS)
 def test_each_photo_degradation_changes_faces_within_range_and_replays(name):
-    from ferkit.preprocess import MEAN, STD
+    from ferkit.face import MEAN, STD
 
     faces = torch.linspace(0, 1, 48).view(1, 1, 1, 48).expand(8, 1, 48, 48).clone()
     faces[:, :, 16:32, 16:32] = 0.9  # an edge to blur, a block to compress

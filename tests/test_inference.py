@@ -8,14 +8,14 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
+from support.synthetic import group_photo
 
 from ferkit.errors import ImageError
+from ferkit.face import CLASSES
 from ferkit.inference import Box, Recognizer
 from ferkit.inference.crop import crop_face, square_around
-from ferkit.inference.synthetic import group_photo
 from ferkit.inference.tracking import IouTracker
 from ferkit.inference.types import prediction_json
-from ferkit.labels import CLASSES
 
 
 @pytest.fixture(scope="module")

@@ -17,11 +17,10 @@ from PIL import Image
 from ferkit.data import load_data
 from ferkit.data.labelled_photos import load_labelled_photos
 from ferkit.errors import DataError
-from ferkit.evaluate import compute_metrics
-from ferkit.evaluate_photos import MISSED, evaluate_photos, match_boxes, metrics_with_misses
+from ferkit.evaluate.metrics import MISSED, compute_metrics, metrics_with_misses
+from ferkit.evaluate.photos import evaluate_photos, match_boxes
+from ferkit.face import CLASSES, Box
 from ferkit.imageio import load_image
-from ferkit.inference.types import Box
-from ferkit.labels import CLASSES
 
 HEADER = "image,face,x,y,w,h,label,confidence\n"
 
@@ -118,7 +117,7 @@ class _MarkedBox(Box):
 
 
 def test_crop_of_a_labelled_box_gets_the_matching_detections_landmarks(tmp_path, monkeypatch):
-    import ferkit.evaluate_photos as evaluate_photos_module
+    import ferkit.evaluate.photos as evaluate_photos_module
     from ferkit.inference import Recognizer
 
     eyes = ((20.0, 25.0), (40.0, 25.0), (30.0, 35.0), (22.0, 45.0), (38.0, 45.0))

@@ -12,16 +12,16 @@ import onnx
 import onnxruntime as ort
 import pytest
 from conftest import run_ferkit
+from support.synthetic import group_photo
 
 from ferkit.cli import main
 from ferkit.errors import FerkitError
-from ferkit.export import INPUT_NAME
 from ferkit.imageio import load_image
 from ferkit.inference import Recognizer
-from ferkit.inference.backends import TorchBackend
-from ferkit.inference.onnx_backend import CHUNK, OnnxBackend
-from ferkit.inference.synthetic import group_photo
-from ferkit.weights import load_model
+from ferkit.models.io import load_model
+from ferkit.runtime.graph import INPUT_NAME
+from ferkit.runtime.onnx_backend import CHUNK, OnnxBackend
+from ferkit.runtime.torch_backend import TorchBackend
 
 
 @pytest.fixture(scope="module")
@@ -61,9 +61,10 @@ def test_onnxruntime_matches_torch_within_1e4(exported, faces):
 
 
 def test_onnx_backend_recognizer_matches_torch(recognizer, astronaut_png):
-    onnx_rec = Recognizer(backend="onnx")
+    assert recognizer.backend_name == "onnx"  # the default
+    torch_rec = Recognizer(backend="torch")
     image = group_photo(astronaut_png)
-    a, b = recognizer.predict(image), onnx_rec.predict(image)
+    a, b = recognizer.predict(image), torch_rec.predict(image)
     assert [f.box for f in a.faces] == [f.box for f in b.faces] and len(a.faces) == 3
     for fa, fb in zip(a.faces, b.faces, strict=True):
         assert fa.label == fb.label
@@ -92,7 +93,7 @@ FORK_AND_EXIT = '''
 import atexit, os, signal, sys
 from pathlib import Path
 import numpy as np
-from ferkit.inference.onnx_backend import OnnxBackend
+from ferkit.runtime.onnx_backend import OnnxBackend
 
 backend = OnnxBackend(Path(sys.argv[1]), threads=2)
 faces = np.random.default_rng(0).integers(0, 256, (32, 48, 48), dtype=np.uint8)
@@ -135,12 +136,12 @@ def test_int8_export_is_quantised_and_agrees_with_float_on_real_faces(int8_graph
     assert sum(n.op_type == "QuantizeLinear" for n in model.graph.node) > 10
     props = {p.key: p.value for p in model.metadata_props}
     assert props["precision"] == "int8" and json.loads(props["classes"])[3] == "happy"
-    faces = split_data(load_data(fer_slice_csv))["test"].images.numpy()
+    faces = split_data(load_data(fer_slice_csv))["test"].images
     int8 = Recognizer(int8_graph, detector=None, backend="onnx").classify(faces)
     exact = TorchBackend(load_model("paper")[0]).probabilities(faces)
     assert (int8.argmax(1) == exact.argmax(1)).mean() >= 0.9
     assert np.abs(int8 - exact).mean() < 0.05
-    labels = split_data(load_data(fer_slice_csv))["test"].labels.numpy()
+    labels = split_data(load_data(fer_slice_csv))["test"].labels
     result = run_ferkit("eval", "--model", int8_graph, "--data", fer_slice_csv, "--json")
     assert result.returncode == 0, result.stderr
     metrics = json.loads(result.stdout)

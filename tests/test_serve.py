@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 from PIL import Image
+from support.malformed import bomb_jpeg, bomb_png, malformed_requests, multipart, sample_photos
 
-from ferkit.labels import CLASSES
-from ferkit.serve.malformed import bomb_jpeg, bomb_png, malformed_requests, multipart, sample_photos
+from ferkit.face import CLASSES
 
 MAX_UPLOAD = 10 * 1024 * 1024  # the server's default --max-upload-mb 10
 FACE_KEYS = {"box", "label", "score", "probabilities", "landmarks", "detection_score"}
@@ -243,8 +243,9 @@ def test_cli_refuses_an_unknown_model_in_one_line() -> None:
 
 
 def test_serves_an_exported_onnx_graph(tmp_path, astronaut_png) -> None:
+    from support.launch import ServerProcess
+
     from ferkit.cli import main
-    from ferkit.serve.launch import ServerProcess
 
     graph = tmp_path / "paper.onnx"
     assert main(["export", "--model", "paper", "--out", str(graph)]) == 0

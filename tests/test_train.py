@@ -14,8 +14,8 @@ import torch
 from conftest import REPO, run_ferkit
 from safetensors.torch import load_file
 
-from ferkit.config import load_config
-from ferkit.train import fit
+from ferkit.train.config import load_config
+from ferkit.train.loop import fit
 
 TINY = ["model.stem=[8,16]", "model.widths=[16,32]", "compile=false", "threads=1"]
 
@@ -97,7 +97,11 @@ def test_run_folder_eval_and_report(fer_slice_csv, tmp_path):
     assert result.returncode == 0, result.stderr
     m = json.loads(result.stdout)
     assert m["n"] == 128 and set(m) >= {"accuracy", "macro_f1", "per_class", "confusion_matrix"}
-    assert sum(map(sum, m["confusion_matrix"])) == 128
+    assert sum(map(sum, m["confusion_matrix"])) == 128 and m["backend"] == "onnx"
+    # The run folder names the same weights; PyTorch agrees with onnxruntime's in-memory graph.
+    result = run_ferkit("eval", "--model", run, "--data", fer_slice_csv, "--backend", "torch", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["confusion_matrix"] == m["confusion_matrix"]
 
     result = run_ferkit("report", run)
     assert result.returncode == 0, result.stderr
@@ -123,8 +127,8 @@ def test_bad_override_is_one_line(override, message, tmp_path):
 
 def test_warm_start_loads_the_shipped_weights():
     from ferkit.models import create_model
-    from ferkit.train import init_weights
-    from ferkit.weights import load_model
+    from ferkit.models.io import load_model
+    from ferkit.train.loop import init_weights
 
     paper, card = load_model("paper")
     cfg = load_config(None, ["init_from=paper", "model.dropout=0.5"] +
@@ -168,7 +172,7 @@ def test_distillation_from_cached_teacher_logits(fer_slice_csv, tmp_path):
 
 
 def test_distillation_loss_is_zero_only_when_student_matches_teacher():
-    from ferkit.distill import distillation_loss
+    from ferkit.train.distill import distillation_loss
 
     teacher = torch.randn(16, 7)
     assert distillation_loss(teacher.clone(), teacher, 2.0).abs() < 1e-6
@@ -176,13 +180,13 @@ def test_distillation_loss_is_zero_only_when_student_matches_teacher():
 
 
 def test_bn_recalibration_measures_clean_faces_and_leaves_the_model_alone(fer_slice_csv):
-    from ferkit import distributed
     from ferkit.data import load_data, split_data
     from ferkit.models import create_model
-    from ferkit.preprocess import to_model_input
-    from ferkit.train import recalibrated
+    from ferkit.models.preprocess import to_model_input
+    from ferkit.train import distributed
+    from ferkit.train.loop import as_tensors, recalibrated
 
-    train = split_data(load_data(fer_slice_csv))["train"]
+    train = as_tensors(split_data(load_data(fer_slice_csv))["train"])
     cfg = load_config(None, TINY + ["bn_recalibrate=512", "eval_batch_size=128", "amp=off"])
     model = create_model(cfg.arch, **cfg.model)
     conv, bn = model.stem[0][0], model.stem[0][1]

@@ -11,9 +11,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from support.synthetic import moving_face_frames, write_video
 
 from ferkit.cli import main
-from ferkit.inference.synthetic import moving_face_frames, write_video
 from ferkit.inference.video import VideoAnalyzer
 
 REPO = Path(__file__).resolve().parents[1]

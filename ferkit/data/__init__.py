@@ -1,4 +1,5 @@
-"""Data: loaders for the challenge CSV and image folders, split protocols, in-memory tensors."""
+"""Data: loaders for the challenge CSV, FER+ votes, image folders and labelled photos, split
+protocols, and the summary of a data set; faces as numpy arrays (no PyTorch)."""
 
 from __future__ import annotations
 

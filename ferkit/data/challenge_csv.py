@@ -7,11 +7,10 @@ import gzip
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ferkit.data.dataset import OTHER, USAGES, FerData
 from ferkit.errors import DataError
-from ferkit.labels import NUM_CLASSES
+from ferkit.face import NUM_CLASSES
 
 PIXELS = 48 * 48
 REQUIRED_COLUMNS = ("emotion", "pixels")
@@ -85,8 +84,8 @@ def load_challenge_csv(path: str | Path) -> FerData:
     if not labels:
         raise DataError(f"{path}: no data rows")
     return FerData(
-        images=torch.from_numpy(np.stack(images).reshape(-1, 48, 48)),
-        labels=torch.tensor(labels, dtype=torch.int64),
+        images=np.stack(images).reshape(-1, 48, 48),
+        labels=np.array(labels, dtype=np.int64),
         usage=np.array(usage, dtype=np.int8),
         sources=sources,
         origin=str(path),

@@ -1,13 +1,16 @@
-"""The in-memory form every loader produces: compact uint8 images plus labels and provenance."""
+"""The in-memory form every loader produces: compact uint8 images plus labels and provenance.
+
+Plain numpy arrays, so that evaluating, inspecting and calibrating need no PyTorch; training
+wraps them as tensors without copying (:func:`ferkit.train.loop.as_tensors`).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from ferkit.labels import NUM_CLASSES
+from ferkit.face import FACE_SIZE, NUM_CLASSES
 
 # FER2013's Usage column; OTHER marks images with no challenge split (a class-folder data set).
 USAGES: tuple[str, ...] = ("Training", "PublicTest", "PrivateTest")
@@ -24,12 +27,12 @@ class FerData:
     instead of the one-hot labels.
     """
 
-    images: torch.Tensor
-    labels: torch.Tensor
+    images: np.ndarray
+    labels: np.ndarray
     usage: np.ndarray
     sources: list[str]
     origin: str = ""
-    targets: torch.Tensor | None = None  # (N, 7) label distributions (FER+ votes), when known
+    targets: np.ndarray | None = None  # (N, 7) label distributions (FER+ votes), when known
 
     def __post_init__(self) -> None:
         n = len(self.labels)
@@ -41,22 +44,23 @@ class FerData:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, index: np.ndarray | torch.Tensor | list[int]) -> FerData:
+    def subset(self, index: np.ndarray | list[int]) -> FerData:
         idx = np.asarray(index, dtype=np.int64)
         return FerData(
-            images=self.images[torch.from_numpy(idx)],
-            labels=self.labels[torch.from_numpy(idx)],
+            images=self.images[idx],
+            labels=self.labels[idx],
             usage=self.usage[idx],
             sources=[self.sources[i] for i in idx],
             origin=self.origin,
-            targets=None if self.targets is None else self.targets[torch.from_numpy(idx)],
+            targets=None if self.targets is None else self.targets[idx],
         )
 
     def class_counts(self) -> list[int]:
-        return torch.bincount(self.labels, minlength=NUM_CLASSES).tolist()
+        return np.bincount(self.labels, minlength=NUM_CLASSES).tolist()
 
 
-def stack(images: list[np.ndarray]) -> torch.Tensor:
+def stack(images: list[np.ndarray]) -> np.ndarray:
+    """(N, 48, 48) uint8 from a list of 48x48 faces (N may be 0)."""
     if not images:
-        return torch.empty((0, 48, 48), dtype=torch.uint8)
-    return torch.from_numpy(np.stack(images).astype(np.uint8, copy=False))
+        return np.empty((0, FACE_SIZE, FACE_SIZE), dtype=np.uint8)
+    return np.stack(images).astype(np.uint8, copy=False)

@@ -20,11 +20,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ferkit.data.dataset import USAGES, FerData
 from ferkit.errors import DataError
-from ferkit.labels import CLASS_TO_INDEX, NUM_CLASSES
+from ferkit.face import CLASS_TO_INDEX, NUM_CLASSES
 
 VOTES_FILE = "ferplus_votes.csv.gz"
 # FER+'s vote columns, in its own order; the first seven are FER2013's classes under other names.
@@ -94,15 +93,15 @@ def with_ferplus_labels(data: FerData, votes: Votes) -> tuple[FerData, dict[str,
         raise DataError(f"{votes.origin} has {len(votes.counts)} rows, {data.origin} {len(data)}: FER+ "
                         "votes join only the full challenge CSV they were aligned to")
     if not (np.array_equal(data.usage, votes.usage)
-            and np.array_equal(data.labels.numpy(), votes.fer2013_label)):
+            and np.array_equal(data.labels, votes.fer2013_label)):
         raise DataError(f"{votes.origin} is not aligned to {data.origin} (Usage or labels differ)")
     top = majority(votes.counts)
     keep = (top >= 0) & (top < len(TO_FER2013))
     idx = np.flatnonzero(keep)
     seven = np.zeros((len(idx), NUM_CLASSES))
     seven[:, TO_FER2013] = votes.counts[idx, : len(TO_FER2013)]
-    part = replace(data.subset(idx), labels=torch.from_numpy(np.asarray(TO_FER2013)[top[idx]]).long(),
-                   targets=torch.from_numpy(seven / seven.sum(1, keepdims=True)).float())
+    part = replace(data.subset(idx), labels=np.asarray(TO_FER2013, dtype=np.int64)[top[idx]],
+                   targets=(seven / seven.sum(1, keepdims=True)).astype(np.float32))
     return part, left_out_counts(votes, np.ones(len(top), bool))
 
 

@@ -10,13 +10,12 @@ import tarfile
 from pathlib import Path, PurePosixPath
 
 import numpy as np
-import torch
 from PIL import Image
 
 from ferkit.data.dataset import OTHER, USAGES, FerData, stack
 from ferkit.errors import DataError, ImageError
+from ferkit.face import EXTRA_CLASSES, class_index
 from ferkit.imageio import IMAGE_SUFFIXES, load_gray
-from ferkit.labels import EXTRA_CLASSES, class_index
 
 _USAGE_PREFIX = re.compile(r"^(Training|PublicTest|PrivateTest)_(\d+)")
 
@@ -58,7 +57,7 @@ def _build(entries: list[tuple[tuple, int, int, str, np.ndarray]], origin: str) 
     entries.sort(key=lambda e: e[0])
     return FerData(
         images=stack([e[4] for e in entries]),
-        labels=torch.tensor([e[1] for e in entries], dtype=torch.int64),
+        labels=np.array([e[1] for e in entries], dtype=np.int64),
         usage=np.array([e[2] for e in entries], dtype=np.int8),
         sources=[e[3] for e in entries],
         origin=origin,

@@ -28,8 +28,7 @@ from pathlib import Path, PurePosixPath
 from PIL import Image
 
 from ferkit.errors import DataError
-from ferkit.inference.types import Box
-from ferkit.labels import EXTRA_CLASSES, class_index
+from ferkit.face import EXTRA_CLASSES, Box, class_index
 
 LABELS_FILE = "labels.csv"
 IMAGES_DIR = "images"

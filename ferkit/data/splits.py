@@ -27,7 +27,7 @@ def _stratified_parts(data: FerData, fractions: tuple[float, ...], seed: int) ->
     if not len(data):
         raise DataError(f"{data.origin}: no training images to split")
     rng = np.random.default_rng(seed)
-    labels = data.labels.numpy()
+    labels = data.labels
     picks: list[list[np.ndarray]] = [[] for _ in fractions]
     for c in np.unique(labels):
         idx = rng.permutation(np.flatnonzero(labels == c))

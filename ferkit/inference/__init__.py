@@ -1,7 +1,7 @@
-"""Recognition on real images and videos: detector -> crops -> model (torch or onnx) -> faces.
+"""Recognition on real images and videos: detector -> aligned crops -> classifier -> faces.
 
 Names are imported lazily so that ``ferkit.inference.types`` (what the web service and the
-CLI serialise) loads without torch, OpenCV or onnxruntime.
+CLI serialise) loads without OpenCV or onnxruntime.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ _EXPORTS = {
     "FaceDetector": "ferkit.inference.detect",
     "HaarDetector": "ferkit.inference.detect",
     "YuNetDetector": "ferkit.inference.detect",
-    "Box": "ferkit.inference.types",
+    "Box": "ferkit.face",
     "Face": "ferkit.inference.types",
     "Prediction": "ferkit.inference.types",
     "prediction_json": "ferkit.inference.types",

@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 
 from ferkit.errors import FerkitError
+from ferkit.face import CLASSES
 from ferkit.inference.types import Face, Prediction
-from ferkit.labels import CLASSES
 
 # RGB colour per class, so a glance at the bars tells the mix of emotions.
 CLASS_COLORS: dict[str, tuple[int, int, int]] = {

@@ -39,9 +39,8 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from ferkit.inference.types import Box, Landmarks
+from ferkit.face import FACE_SIZE, Box, Landmarks
 
-FACE_SIZE = 48
 CROP_SCALE = 1.02
 # The final bilinear warp shrinks by at most this much (benchmarks/crop_framing.py, warp check).
 WARP_OVERSAMPLE = 1.5

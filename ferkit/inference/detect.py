@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from ferkit.errors import FerkitError
-from ferkit.inference.types import Box
+from ferkit.face import Box
 
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 WINDOW = 24  # the cascade's own detection window, in pixels
@@ -71,8 +71,13 @@ class YuNetDetector:
         self.side = side
         self.score_threshold = score_threshold
         self.model_file = path.name
-        self._net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), score_threshold, nms_threshold,
-                                              top_k)
+        cv_log = cv2.utils.logging  # OpenCV 5 warns that its graph engine ignores a target: noise
+        level = cv_log.setLogLevel(cv_log.LOG_LEVEL_ERROR)
+        try:
+            self._net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), score_threshold, nms_threshold,
+                                                  top_k)
+        finally:
+            cv_log.setLogLevel(level)
 
     def __repr__(self) -> str:
         return f"YuNetDetector({self.model_file}, side={self.side}, score>={self.score_threshold})"

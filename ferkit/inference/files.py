@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, TextIO
 import numpy as np
 
 from ferkit.errors import ImageError
+from ferkit.face import CLASSES
 from ferkit.imageio import IMAGE_SUFFIXES, load_image
 from ferkit.inference.types import LANDMARK_COLUMNS, Prediction, error_json, landmark_cells, prediction_json
-from ferkit.labels import CLASSES
 
 if TYPE_CHECKING:
     from ferkit.inference.recognizer import FoundFaces, Recognizer

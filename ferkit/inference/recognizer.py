@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from ferkit.errors import FerkitError, ImageError
+from ferkit.errors import ImageError
+from ferkit.face import FACE_SIZE, Box
 from ferkit.imageio import ImageSource, load_image
-from ferkit.inference.backends import make_backend
 from ferkit.inference.crop import crop_faces, resize_face
 from ferkit.inference.detect import FaceDetector, make_detector, to_gray
-from ferkit.inference.onnx_backend import OnnxBackend
-from ferkit.inference.types import Box, Prediction, face_from_probs
-from ferkit.labels import CLASSES
+from ferkit.inference.types import Prediction, face_from_probs
+from ferkit.runtime.backends import classify
+from ferkit.runtime.loader import load_classifier
 
 
 @dataclass
@@ -32,65 +30,29 @@ class FoundFaces:
     note: str = ""
 
 
-def is_onnx_file(model: str | os.PathLike) -> bool:
-    return str(model).lower().endswith(".onnx")
-
-
-def check_model(model: str | os.PathLike) -> None:
-    """Fail fast, with a one-line error, on a model name or file that :class:`Recognizer` cannot load."""
-    if is_onnx_file(model):
-        if not Path(model).is_file():
-            raise FerkitError(f"{model}: no such ONNX file")
-        return
-    from ferkit.weights import resolve
-
-    resolve(model)
-
-
-def onnx_file_backend(
-    path: str | os.PathLike, backend: str, threads: int | None
-) -> tuple[OnnxBackend, dict[str, str]]:
-    """An exported graph as the classifier, its card from the graph's own metadata."""
-    if backend != "onnx":
-        raise FerkitError(f"{path}: an ONNX file runs with backend 'onnx', not {backend!r}")
-    check_model(path)
-    runner = OnnxBackend(Path(path), threads=threads)
-    metadata = runner.metadata()
-    if metadata.get("classes") != json.dumps(list(CLASSES)):
-        raise FerkitError(f"{path}: not a graph from `ferkit export` (its metadata gives no class order)")
-    return runner, {"name": Path(path).name, **metadata}
-
-
 class Recognizer:
     """Detects faces and classifies their expressions with a shipped (or user's) model.
 
-    ``model``: a shipped name ("default", "paper"), a path to ``.safetensors`` with its card, or
-    an ``.onnx`` file from ``ferkit export`` (float or int8; runs with ``backend="onnx"``).
+    ``model``: a shipped name ("default", "paper"), a ``.safetensors`` file with its card, a run
+    folder, or an ``.onnx`` file from ``ferkit export`` (float or int8).
     ``detector``: "yunet" (default; boxes with five landmarks, crops aligned on them), "haar"
     (OpenCV 4's cascade, box crops), None (every input is an already-cropped face), or any
-    object with ``detect(image) -> list[Box]``. ``backend``: "torch" (the default for weights) or
-    "onnx" (the default for ``.onnx`` files; onnxruntime). ``threads``: for onnx, the chunks of
-    faces classified at once, one thread each, by default the cores up to 8; for torch, its
-    intra-op threads (None keeps torch's setting).
+    object with ``detect(image) -> list[Box]``. ``backend``: "onnx" (onnxruntime, the default)
+    or "torch" (PyTorch, the ``train`` extra). ``threads``: for onnx, the chunks of faces
+    classified at once, one thread each, by default the cores up to 8; for torch, its intra-op
+    threads (None keeps torch's setting).
     """
 
     def __init__(
         self,
         model: str | os.PathLike = "default",
         detector: str | FaceDetector | None = "yunet",
-        backend: str | None = None,
+        backend: str = "onnx",
         threads: int | None = None,
     ) -> None:
         self.detector = make_detector(detector)
-        backend = backend or ("onnx" if is_onnx_file(model) else "torch")
         self.backend_name = backend
-        if is_onnx_file(model):
-            self._backend, self.card = onnx_file_backend(model, backend, threads)
-        else:
-            from ferkit.weights import load_model
-
-            net, self.card = load_model(model)
-            self._backend = make_backend(backend, net, threads)
+        self._backend, self.card = load_classifier(model, backend, threads)
         self.model_name: str = str(self.card["name"])
 
     def __repr__(self) -> str:
@@ -114,7 +76,8 @@ class Recognizer:
 
     def classify_found(self, found: Sequence[FoundFaces]) -> list[Prediction]:
         """Predictions for images already through :meth:`find_faces`, all faces in one batch."""
-        probs = self.classify(np.concatenate([f.crops for f in found]) if found else np.empty((0, 48, 48)))
+        crops = np.concatenate([f.crops for f in found]) if found else np.empty((0, FACE_SIZE, FACE_SIZE))
+        probs = self.classify(crops)
         results, start = [], 0
         for f in found:
             rows = probs[start : start + len(f.boxes)]
@@ -124,9 +87,10 @@ class Recognizer:
                                       source=f.source))
         return results
 
-    def classify(self, faces: np.ndarray) -> np.ndarray:
-        """(N, 48, 48) uint8 crops -> (N, 7) probabilities, in batches of the backend's size."""
-        return self._backend.probabilities(np.asarray(faces, dtype=np.uint8))
+    def classify(self, faces: np.ndarray, tta: bool = False) -> np.ndarray:
+        """(N, 48, 48) uint8 crops -> (N, 7) probabilities, in batches of the backend's size; with
+        ``tta`` the mean over each crop and its mirror image."""
+        return classify(self._backend, faces, tta)
 
     def locate(self, image: np.ndarray) -> tuple[list[Box], np.ndarray]:
         """Boxes (with landmarks where the detector gives them) and 48x48 crops of the faces in an

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ferkit.inference.types import Box
+from ferkit.face import Box
 
 
 def iou(a: Box, b: Box) -> float:

@@ -5,33 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ferkit.labels import CLASSES
-
-# The five landmarks a detector may give, in YuNet's order; "right" is the person's right
-# (the eye on the image's left in an unmirrored photo).
-LANDMARKS = ("right_eye", "left_eye", "nose", "right_mouth", "left_mouth")
-Landmarks = tuple[tuple[float, float], ...]  # 5 (x, y) pairs in LANDMARKS order
-
-
-@dataclass(frozen=True)
-class Box:
-    """A face box in pixels of the (EXIF-corrected) input image.
-
-    ``landmarks`` (5 (x, y) pixel pairs in :data:`LANDMARKS` order) and ``score`` (the
-    detector's confidence) are there when the detector gives them (YuNet), else None; they do
-    not take part in equality, so a box compares by its rectangle.
-    """
-
-    x: int
-    y: int
-    w: int
-    h: int
-    landmarks: Landmarks | None = field(default=None, compare=False)
-    score: float | None = field(default=None, compare=False)
-
-    def rect(self) -> dict[str, int]:
-        return {"x": self.x, "y": self.y, "w": self.w, "h": self.h}
-
+from ferkit.face import CLASSES, LANDMARKS, Box, Landmarks
 
 LANDMARK_COLUMNS = [f"{name}_{axis}" for name in LANDMARKS for axis in "xy"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,10 +20,10 @@ import cv2
 import numpy as np
 
 from ferkit.errors import FerkitError
+from ferkit.face import CLASSES
 from ferkit.inference.annotate import draw_faces
 from ferkit.inference.tracking import IouTracker
 from ferkit.inference.types import LANDMARK_COLUMNS, Face, face_from_probs, landmark_cells
-from ferkit.labels import CLASSES
 
 if TYPE_CHECKING:
     from ferkit.inference.recognizer import Recognizer
@@ -247,37 +247,78 @@ def _open_writer(path: str | Path, fps: float, shape: tuple[int, ...]) -> cv2.Vi
     return writer
 
 
+# The emotion plot, drawn with OpenCV (no plotting library): sizes in pixels.
+PLOT_WIDTH, PANEL_HEIGHT, PLOT_LEFT, PLOT_RIGHT, PLOT_TOP, PLOT_BOTTOM = 1000, 220, 110, 20, 44, 46
+INK, GRID = (40, 40, 40), (225, 225, 225)
+
+
 def plot_emotions(records: list[FaceRecord], path: str | Path, rate: float, max_faces: int = 4) -> Path:
     """One panel per tracked face (the ``max_faces`` seen longest): each class's probability over
-    time, smoothed over about half a second so that the trend, not frame noise, shows."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ferkit.inference.annotate import CLASS_COLORS
+    time, smoothed over about half a second so that the trend, not frame noise, shows (PNG)."""
+    from ferkit.inference.annotate import CLASS_COLORS, FONT
 
     by_id: dict[int, list[FaceRecord]] = {}
     for r in records:
         by_id.setdefault(r.face_id, []).append(r)
     ids = sorted(by_id, key=lambda i: -len(by_id[i]))[:max_faces] or [0]
-    fig, axes = plt.subplots(len(ids), 1, figsize=(10, 2.6 * len(ids)), sharex=True, squeeze=False)
+    times = [r.time_s for r in records] or [0.0]
+    t0, t1 = min(times), max(max(times), min(times) + 1e-6)
+    height = PLOT_TOP + PANEL_HEIGHT * len(ids) + PLOT_BOTTOM
+    img = np.full((height, PLOT_WIDTH, 3), 255, np.uint8)
+    x0, x1 = PLOT_LEFT, PLOT_WIDTH - PLOT_RIGHT
+    colors = {c: rgb[::-1] for c, rgb in CLASS_COLORS.items()}  # imwrite takes BGR
+
+    def x_of(t: float) -> int:
+        return round(x0 + (t - t0) / (t1 - t0) * (x1 - x0))
+
+    _plot_legend(img, colors, FONT)
     window = max(1, round(rate / 2))
-    for ax, face_id in zip(axes[:, 0], ids, strict=True):
+    for k, face_id in enumerate(ids):
+        top = PLOT_TOP + k * PANEL_HEIGHT + 8
+        bottom = top + PANEL_HEIGHT - 24
         track = by_id.get(face_id, [])
-        times = [r.time_s for r in track]
+        for v in (0.0, 0.5, 1.0):
+            y = round(bottom - v * (bottom - top))
+            cv2.line(img, (x0, y), (x1, y), GRID, 1)
+            cv2.putText(img, f"{v:g}", (x0 - 28, y + 5), FONT, 0.45, INK, 1, cv2.LINE_AA)
+        cv2.putText(img, f"face #{face_id}" if track else "no face found", (6, (top + bottom) // 2 + 5),
+                    FONT, 0.5, INK, 1, cv2.LINE_AA)
         for c in CLASSES:
             values = _moving_average([r.face.probabilities[c] for r in track], window)
-            ax.plot(times, values, label=c, color=np.array(CLASS_COLORS[c]) / 255, lw=1.5)
-        ax.set_ylim(0, 1)
-        ax.set_ylabel(f"face #{face_id}" if track else "no face found")
-        ax.grid(alpha=0.3)
-    axes[0, 0].legend(ncol=7, loc="upper center", bbox_to_anchor=(0.5, 1.3), fontsize=8)
-    axes[-1, 0].set_xlabel("time (s)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+            points = np.array([(x_of(r.time_s), round(bottom - v * (bottom - top)))
+                               for r, v in zip(track, values, strict=True)], np.int32)
+            if len(points):
+                cv2.polylines(img, [points], False, colors[c], 2, cv2.LINE_AA)
+        cv2.rectangle(img, (x0, top), (x1, bottom), INK, 1)
+    _plot_time_axis(img, t0, t1, x_of, height - PLOT_BOTTOM + 4, FONT)
+    if not cv2.imwrite(str(path), img):
+        raise FerkitError(f"{path}: cannot write the plot (use a .png name in a writable folder)")
     return Path(path)
+
+
+def _plot_legend(img: np.ndarray, colors: dict[str, tuple[int, int, int]], font: int) -> None:
+    """The seven classes in a row across the top: a short line in each class's colour, its name."""
+    step = (PLOT_WIDTH - PLOT_LEFT - PLOT_RIGHT) // len(CLASSES)
+    for i, c in enumerate(CLASSES):
+        x = PLOT_LEFT + i * step
+        cv2.line(img, (x, 22), (x + 24, 22), colors[c], 3, cv2.LINE_AA)
+        cv2.putText(img, c, (x + 30, 27), font, 0.5, INK, 1, cv2.LINE_AA)
+
+
+def _plot_time_axis(
+    img: np.ndarray, t0: float, t1: float, x_of: Callable[[float], int], y: int, font: int
+) -> None:
+    """Ticks at a round step (about eight of them) and the axis label, below the last panel."""
+    raw = (t1 - t0) / 8
+    magnitude = 10 ** np.floor(np.log10(raw)) if raw > 0 else 1.0
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+    t = np.ceil(t0 / step) * step
+    while t <= t1 + 1e-9:
+        x = x_of(t)
+        cv2.line(img, (x, y - 6), (x, y), INK, 1)
+        cv2.putText(img, f"{t:g}", (x - 10, y + 16), font, 0.45, INK, 1, cv2.LINE_AA)
+        t += step
+    cv2.putText(img, "time (s)", ((PLOT_LEFT + PLOT_WIDTH) // 2 - 30, y + 36), font, 0.5, INK, 1, cv2.LINE_AA)
 
 
 def _moving_average(values: list[float], window: int) -> np.ndarray:

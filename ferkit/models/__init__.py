@@ -1,6 +1,20 @@
-"""Architectures (registered by name) and their building blocks."""
+"""Models: architectures registered by name and their blocks (PyTorch), and where models are
+kept: :mod:`ferkit.models.store` resolves every model reference without importing PyTorch.
 
-from ferkit.models import paper  # noqa: F401  (registers the paper's architectures)
-from ferkit.models.registry import create_model, list_architectures, register_model
+``create_model``, ``list_architectures`` and ``register_model`` load on first use, so that the
+light runtime can import :mod:`ferkit.models.store` without PyTorch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["create_model", "list_architectures", "register_model"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from ferkit.models import paper, registry  # noqa: F401  (paper registers its architectures)
+
+        return getattr(registry, name)
+    raise AttributeError(f"module 'ferkit.models' has no attribute {name!r}")

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 
-from ferkit.labels import NUM_CLASSES
+from ferkit.face import NUM_CLASSES
 from ferkit.models.blocks import ConvBNAct, ResidualSEBlock
 from ferkit.models.registry import register_model
 

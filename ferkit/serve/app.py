@@ -26,6 +26,7 @@ from starlette.requests import ClientDisconnect
 import ferkit
 from ferkit.errors import ImageError
 from ferkit.inference.types import error_json
+from ferkit.models.store import DEFAULT_MODEL, list_models, model_info
 from ferkit.serve.engine import Engine, Upload
 from ferkit.serve.limits import (
     MB,
@@ -35,7 +36,6 @@ from ferkit.serve.limits import (
     PayloadTooLarge,
     describe_bytes,
 )
-from ferkit.weights import DEFAULT_MODEL, list_models, model_info
 
 log = logging.getLogger("ferkit.serve")
 

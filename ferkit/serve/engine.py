@@ -15,8 +15,8 @@ import anyio
 import numpy as np
 
 from ferkit.imageio import load_image
-from ferkit.inference.recognizer import check_model
 from ferkit.inference.types import Prediction, prediction_json
+from ferkit.runtime.loader import runnable
 
 if TYPE_CHECKING:
     from ferkit.inference.recognizer import Recognizer
@@ -39,7 +39,7 @@ class Engine:
     """Owns the process's Recognizer and the limiters that guard it."""
 
     def __init__(self, model: str = "default", threads: int | None = None, detector: str = "yunet") -> None:
-        check_model(model)  # fail now, with the list of shipped models, not in the first request
+        runnable(model)  # fail as the app is built, in one line, not when the model loads
         self.model = model
         self.detector = detector
         self.model_name = ""  # the Recognizer's own name for it, once loaded
@@ -50,7 +50,7 @@ class Engine:
 
     def load(self) -> None:
         """Build the Recognizer (blocking: call it from a thread or before serving)."""
-        from ferkit import Recognizer
+        from ferkit.inference.recognizer import Recognizer
 
         # onnxruntime: several times the torch backend's crops/s on small CPUs
         # (benchmarks/results/inference.md), and its chunked runs hold up beside other busy

@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 
 from ferkit.cpu import available_cores
-from ferkit.errors import FerkitError
+from ferkit.errors import FerkitError, require
 from ferkit.inference.detect import make_detector
-from ferkit.inference.recognizer import check_model
-from ferkit.serve.limits import MB
+from ferkit.runtime.loader import runnable
+
+SERVE_MODULES = ("fastapi", "uvicorn", "python_multipart")  # the serve extra
 
 
 def worker_threads(workers: int) -> int:
@@ -23,9 +24,12 @@ def run_server(host: str = "127.0.0.1", port: int = 8000, model: str = "default"
         raise FerkitError("--workers must be at least 1")
     if max_upload_mb <= 0:
         raise FerkitError("--max-upload-mb must be positive")
-    check_model(model)  # an unknown model fails here, with the CLI's one-line error, not in each worker
+    require("ferkit serve", *SERVE_MODULES)
+    runnable(model)  # an unknown or unrunnable model fails here in one line, not in each worker
     make_detector(detector)  # so does a detector this OpenCV cannot run (Haar on OpenCV 5)
     import uvicorn
+
+    from ferkit.serve.limits import MB
 
     os.environ["FERKIT_SERVE_MODEL"] = model
     os.environ["FERKIT_SERVE_DETECTOR"] = detector

@@ -10,13 +10,15 @@ import numpy as np
 import torch
 
 from ferkit import figures
-from ferkit.checkpoint import load_model_file, write_json
-from ferkit.config import build_config
 from ferkit.data import load_data, split_data
 from ferkit.data.summary import leaked_mask
 from ferkit.errors import FerkitError
-from ferkit.evaluate import compute_metrics, predict_logits
-from ferkit.labels import CLASSES
+from ferkit.evaluate.metrics import compute_metrics
+from ferkit.face import CLASSES
+from ferkit.models.io import load_model_file
+from ferkit.models.store import write_json
+from ferkit.runtime.torch_backend import predict_logits
+from ferkit.train.config import build_config
 
 # Table 1 of the paper (test accuracy on FER2013).
 PAPER_TABLE_1 = [
@@ -49,8 +51,8 @@ def build_report(run_dir: str | Path, data_path: str | Path | None = None) -> Pa
     splits = split_data(data, cfg.split, cfg.split_seed)
     test = splits["test"]
     model, card = load_model_file(run / "model")
-    y_true = test.labels.numpy()
-    y_pred = predict_logits(model, test.images).argmax(1).numpy()
+    y_true = test.labels
+    y_pred = predict_logits(model, torch.from_numpy(test.images)).argmax(1).numpy()
     metrics = compute_metrics(y_true, y_pred)
     leaked = leaked_mask(splits["train"], test)
     clean = compute_metrics(y_true[~leaked], y_pred[~leaked])
@@ -61,7 +63,7 @@ def build_report(run_dir: str | Path, data_path: str | Path | None = None) -> Pa
     picks = prediction_picks(len(y_true))
     titles = [f"true {CLASSES[y_true[i]]}\npred {CLASSES[y_pred[i]]}" for i in picks]
     colors = ["green" if y_true[i] == y_pred[i] else "red" for i in picks]
-    figures.image_grid(test.images[torch.tensor(picks)], titles, run / "fig10_predictions.png",
+    figures.image_grid(test.images[picks], titles, run / "fig10_predictions.png",
                        cols=6, colors=colors, title="Test pictures: true and predicted labels")
     summary = card.get("metrics", {})
     write_json(run / "report_metrics.json", {

@@ -15,7 +15,7 @@ import numpy as np
 
 from ferkit.data import load_data, split_data
 from ferkit.errors import FerkitError
-from ferkit.export import INPUT_NAME
+from ferkit.runtime.graph import INPUT_NAME
 
 CALIBRATION_FACES = 1000
 CALIBRATION_BATCH = 50
@@ -27,7 +27,7 @@ def calibration_faces(data_path: str | Path, n: int = CALIBRATION_FACES, seed: i
     if not len(train):
         raise FerkitError(f"{data_path}: no training faces to calibrate the int8 ranges on")
     pick = np.random.default_rng(seed).permutation(len(train))[:n]
-    return train.images[pick].numpy()
+    return train.images[pick]
 
 
 def quantize_int8(graph: bytes, faces: np.ndarray) -> bytes:

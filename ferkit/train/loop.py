@@ -23,27 +23,40 @@ import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 from tqdm import tqdm
 
-from ferkit import distributed
-from ferkit.augment import augment_batch, cutmix_batch, hflip
-from ferkit.checkpoint import (
-    atomic_write,
-    load_checkpoint,
-    load_model_file,
-    save_checkpoint,
-    save_model,
-    unwrap,
-    write_json,
-)
-from ferkit.config import TrainConfig
 from ferkit.data import FerData, load_data, split_data
 from ferkit.data.ferplus import VOTES_FILE, default_votes_path, read_votes, with_ferplus_labels
-from ferkit.distill import distillation_loss, teacher_logits
 from ferkit.errors import FerkitError
-from ferkit.evaluate import compute_metrics, predict_logits
+from ferkit.evaluate.metrics import compute_metrics
 from ferkit.models import create_model
-from ferkit.preprocess import to_model_input
+from ferkit.models.io import load_model, load_model_file, save_model, unwrap
+from ferkit.models.preprocess import to_model_input
+from ferkit.models.store import atomic_write, resolve, write_json
+from ferkit.runtime.torch_backend import predict_logits
+from ferkit.train import distributed
+from ferkit.train.augment import augment_batch, cutmix_batch, hflip
+from ferkit.train.checkpoint import load_checkpoint, save_checkpoint
+from ferkit.train.config import TrainConfig
+from ferkit.train.distill import distillation_loss, teacher_logits
 
 PLATEAU_FACTOR, PLATEAU_PATIENCE = 0.5, 3
+
+
+@dataclass
+class Faces:
+    """A split as tensors that share the arrays' memory: what the loop indexes."""
+
+    images: torch.Tensor  # (N, 48, 48) uint8
+    labels: torch.Tensor  # (N,) int64
+    targets: torch.Tensor | None = None  # (N, 7) float32 label distributions (FER+ votes)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def as_tensors(data: FerData) -> Faces:
+    """A :class:`~ferkit.data.FerData` as tensors, without copying."""
+    return Faces(torch.from_numpy(data.images), torch.from_numpy(data.labels),
+                 None if data.targets is None else torch.from_numpy(data.targets))
 
 
 @dataclass
@@ -91,7 +104,7 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
 def train_one_epoch(
     model: nn.Module,
     opt: torch.optim.Optimizer,
-    train: FerData,
+    train: Faces,
     cfg: TrainConfig,
     state: RunState,
     info: distributed.DistInfo,
@@ -172,7 +185,7 @@ def classification_loss(
 
 @torch.no_grad()
 def validate(
-    model: nn.Module, val: FerData, cfg: TrainConfig, info: distributed.DistInfo,
+    model: nn.Module, val: Faces, cfg: TrainConfig, info: distributed.DistInfo,
     amp: torch.dtype | None,
 ) -> dict[str, float]:
     """Validation loss and accuracy, sharded over ranks and summed."""
@@ -193,7 +206,7 @@ def validate(
 
 @torch.no_grad()
 def recalibrated(
-    model: nn.Module, train: FerData, cfg: TrainConfig, info: distributed.DistInfo,
+    model: nn.Module, train: Faces, cfg: TrainConfig, info: distributed.DistInfo,
     amp: torch.dtype | None, epoch: int,
 ) -> nn.Module:
     """A copy of ``model`` whose batch-norm statistics are re-estimated on clean training faces.
@@ -283,19 +296,18 @@ def make_ema(model: nn.Module, cfg: TrainConfig) -> AveragedModel | None:
 
 
 def check_model_names(cfg: TrainConfig, resuming: bool) -> None:
-    """Fail fast on a warm start or teacher that names no shipped model and no weights file."""
-    from ferkit.weights import resolve
-
-    for name in ([cfg.init_from] if cfg.init_from and not resuming else []) + list(cfg.teachers):
-        resolve(name)
+    """Fail fast on a warm start or teacher that names no weights (a shipped model, a weights file
+    or a run folder)."""
+    if cfg.init_from and not resuming:
+        resolve(cfg.init_from).require_weights("init_from")
+    for name in cfg.teachers:
+        resolve(name).require_weights("a teacher")
 
 
 def init_weights(model: nn.Module, cfg: TrainConfig) -> None:
     """Warm start from a shipped model or a weights file of the same architecture."""
     if not cfg.init_from:
         return
-    from ferkit.weights import load_model  # late: ferkit.weights imports this package's models
-
     source, card = load_model(cfg.init_from)
     misfit = FerkitError(f"init_from={cfg.init_from!r} ({card['arch']} {card.get('model')}) does not "
                          f"fit the configured {cfg.arch} {cfg.model}")
@@ -325,7 +337,7 @@ def fit(
         ckpt_path = out / "checkpoint.pt"
         resuming = resume and ckpt_path.is_file()
         check_model_names(cfg, resuming)  # before minutes of data loading
-        splits = load_splits(cfg, data_path)
+        splits = {name: as_tensors(part) for name, part in load_splits(cfg, data_path).items()}
         torch.manual_seed(cfg.seed)
         model = create_model(cfg.arch, **cfg.model)
         if not resuming:  # a resumed run has its weights in the checkpoint
@@ -424,7 +436,7 @@ def restore(
 
 
 def run_teacher_logits(
-    cfg: TrainConfig, train: FerData, out: Path, info: distributed.DistInfo,
+    cfg: TrainConfig, train: Faces, out: Path, info: distributed.DistInfo,
 ) -> torch.Tensor | None:
     """The teachers' cached logits for the training split (rank 0 computes, the others read)."""
     if not cfg.teachers:
@@ -449,7 +461,7 @@ def rank_checksums(model: nn.Module, info: distributed.DistInfo) -> list[list[fl
 
 
 def finish(
-    cfg: TrainConfig, splits: dict[str, FerData], out: Path, state: RunState,
+    cfg: TrainConfig, splits: dict[str, Faces], out: Path, state: RunState,
     info: distributed.DistInfo, command: str, checksums: list[list[float]],
 ) -> dict[str, Any]:
     """Restore the best epoch's weights, write them as the run's model and, unless

@@ -1,4 +1,5 @@
-"""onnxruntime inference on graphs from :mod:`ferkit.export` (uint8 faces in, probabilities out)."""
+"""onnxruntime inference on ferkit graphs (:mod:`ferkit.runtime.graph`: uint8 faces in,
+probabilities out). No PyTorch."""
 
 from __future__ import annotations
 
@@ -8,12 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import torch.nn as nn
 
 from ferkit.cpu import available_cores
 from ferkit.errors import FerkitError
-from ferkit.export import INPUT_NAME, onnx_bytes
-from ferkit.inference.backends import Run, in_batches
+from ferkit.runtime.backends import Run, in_batches
+from ferkit.runtime.graph import INPUT_NAME
 
 # Faces per onnxruntime run: small enough that a run's activations stay in a core's cache, large
 # enough to amortise the call. benchmarks/onnx_threading.py, batch 64 on two cores: `paper` 8,320
@@ -65,13 +65,8 @@ class OnnxBackend:
         self._pool: ThreadPoolExecutor | None = None
         self._pool_pid = 0
 
-    @classmethod
-    def from_torch(cls, model: nn.Module, threads: int | None = None) -> OnnxBackend:
-        """Export ``model`` in memory (about a second) so the graph always matches the weights."""
-        return cls(onnx_bytes(model), threads=threads)
-
     def metadata(self) -> dict[str, str]:
-        """The graph's metadata (``ferkit export`` records the model, classes and precision)."""
+        """The graph's metadata (:func:`ferkit.runtime.graph.graph_metadata`)."""
         return dict(self._session.get_modelmeta().custom_metadata_map)
 
     def _run(self, faces: np.ndarray) -> np.ndarray:

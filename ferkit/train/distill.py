@@ -19,17 +19,16 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ferkit.checkpoint import atomic_write
-from ferkit.evaluate import predict_logits
-from ferkit.labels import NUM_CLASSES
+from ferkit.face import NUM_CLASSES
+from ferkit.models.io import load_model
+from ferkit.models.store import atomic_write, file_sha256, resolve
+from ferkit.runtime.torch_backend import predict_logits
 
 CACHE_NAME = "teacher_logits.safetensors"
 
 
 def ensemble_logits(teachers: Sequence[str], images: torch.Tensor) -> torch.Tensor:
     """Log of the mean probability over teachers and over each image and its mirror: (N, 7)."""
-    from ferkit.weights import load_model  # late: ferkit.weights imports the model registry
-
     total = torch.zeros(len(images), NUM_CLASSES)
     for name in teachers:
         model, _ = load_model(name)
@@ -39,16 +38,9 @@ def ensemble_logits(teachers: Sequence[str], images: torch.Tensor) -> torch.Tens
 
 def cache_key(teachers: Sequence[str], images: torch.Tensor) -> str:
     """What the cached logits depend on: each teacher's weights file and the exact images."""
-    from ferkit.weights import resolve
-
-    files = {name: file_digest(resolve(name)) for name in teachers}
+    files = {name: file_sha256(resolve(name).require_weights("a teacher")) for name in teachers}
     images_digest = hashlib.sha256(images.contiguous().numpy().tobytes()).hexdigest()
     return json.dumps({"teachers": files, "images": images_digest}, sort_keys=True)
-
-
-def file_digest(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def teacher_logits(teachers: Sequence[str], images: torch.Tensor, run_dir: Path,

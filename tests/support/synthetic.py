@@ -14,9 +14,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ferkit.face import Box
 from ferkit.imageio import load_image
 from ferkit.inference.detect import YuNetDetector
-from ferkit.inference.types import Box
 
 CANVAS = (480, 640)  # height, width
 

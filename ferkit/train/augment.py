@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ferkit.preprocess import MEAN, STD
+from ferkit.face import MEAN, STD
 
 
 @dataclass

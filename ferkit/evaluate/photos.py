@@ -17,7 +17,6 @@ Two scores from one pass over the photos (each decoded once, detected once):
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import os
 import sys
 import time
@@ -30,16 +29,14 @@ from tqdm import tqdm
 
 from ferkit.data.labelled_photos import LabelledPhotos, load_labelled_photos
 from ferkit.errors import DataError, FerkitError, ImageError
-from ferkit.evaluate import compute_metrics, format_metrics
+from ferkit.evaluate.metrics import MISSED, compute_metrics, format_metrics, metrics_with_misses
+from ferkit.face import FACE_SIZE, Box
 from ferkit.imageio import load_image
 from ferkit.inference.crop import crop_faces
 from ferkit.inference.detect import to_gray
-from ferkit.inference.recognizer import Recognizer, is_onnx_file
-from ferkit.inference.types import Box
-from ferkit.labels import CLASSES, NUM_CLASSES
+from ferkit.inference.recognizer import Recognizer
 
 IOU_THRESHOLD = 0.3
-MISSED = -1  # the prediction of a face no detection matched: never equal to a label
 
 
 def iou(a: Box, b: Box) -> float:
@@ -67,40 +64,6 @@ def match_boxes(labelled: Sequence[Box], detected: Sequence[Box], threshold: flo
             match[i] = j
             used.add(j)
     return match
-
-
-def metrics_with_misses(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
-    """Metrics over all faces where ``y_pred`` is :data:`MISSED` for a face never found.
-
-    A miss lowers its class's recall (it is in the support) and no class's precision (it is no
-    prediction). Equals :func:`~ferkit.evaluate.compute_metrics` when nothing is missed; the
-    confusion matrix is over found faces, ``missed`` counts the misses per true class.
-    """
-    y_true, y_pred = np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64)
-    k = NUM_CLASSES
-    cols = np.where(y_pred == MISSED, k, y_pred)
-    cm = np.bincount(y_true * (k + 1) + cols, minlength=k * (k + 1)).reshape(k, k + 1)
-    found_cm = cm[:, :k]
-    tp = np.diag(found_cm).astype(float)
-    support = cm.sum(1)
-    predicted = found_cm.sum(0)
-    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
-    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
-    denom = precision + recall
-    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
-    present = support > 0
-    n = int(len(y_true))
-    return {
-        "n": n,
-        "accuracy": float(tp.sum() / n) if n else 0.0,
-        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
-        "per_class": {
-            c: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
-                "support": int(support[i]), "missed": int(cm[i, k])}
-            for i, c in enumerate(CLASSES)
-        },
-        "confusion_matrix": found_cm.tolist(),
-    }
 
 
 def evaluate_photos(
@@ -142,10 +105,10 @@ def evaluate_photos(
             labels += [f.label for f in photo.faces]
     y_true = np.array(labels, np.int64)
     is_found = np.array(found, bool)
-    alone = _classify(recognizer, np.concatenate(box_crops), tta)
+    alone = recognizer.classify(np.concatenate(box_crops), tta).argmax(1)
     end_to_end = np.full(len(y_true), MISSED, np.int64)
-    end_to_end[is_found] = _classify(recognizer, np.stack(found_crops) if found_crops
-                                     else np.empty((0, 48, 48), np.uint8), tta)
+    found_stack = np.stack(found_crops) if found_crops else np.empty((0, FACE_SIZE, FACE_SIZE), np.uint8)
+    end_to_end[is_found] = recognizer.classify(found_stack, tta).argmax(1)
     classifier = compute_metrics(y_true, alone) | {"landmark_crops": with_landmarks}
     e2e = metrics_with_misses(y_true, end_to_end)
     n_found = int(is_found.sum())
@@ -160,31 +123,14 @@ def evaluate_photos(
     }
 
 
-def _classify(recognizer: Recognizer, crops: np.ndarray, tta: bool) -> np.ndarray:
-    """Predicted class per crop; with ``tta`` from the mean probabilities of the crop and its mirror."""
-    if not len(crops):
-        return np.empty(0, np.int64)
-    probs = recognizer.classify(crops)
-    if tta:
-        probs = probs + recognizer.classify(np.ascontiguousarray(crops[:, :, ::-1]))
-    return probs.argmax(1)
-
-
-def default_backend(model: str | os.PathLike) -> str:
-    """onnxruntime when it is installed (or the model is an .onnx file), else PyTorch."""
-    if is_onnx_file(model) or importlib.util.find_spec("onnxruntime") is not None:
-        return "onnx"
-    return "torch"
-
-
 def evaluate_labelled_photos(
     model: str | os.PathLike, data_path: str | Path, detector: str | None = None,
-    backend: str | None = None, tta: bool = False, progress: bool = True,
+    backend: str = "onnx", tta: bool = False, progress: bool = True,
 ) -> dict[str, Any]:
     """Load the photos' labels and a Recognizer (``detector`` None: its default), then evaluate."""
     data = load_labelled_photos(data_path)  # before the model: a bad file fails fast
     kwargs: dict[str, Any] = {} if detector is None else {"detector": detector}
-    recognizer = Recognizer(model, backend=backend or default_backend(model), **kwargs)
+    recognizer = Recognizer(model, backend=backend, **kwargs)
     return evaluate_photos(recognizer, data, tta=tta, progress=progress)
 
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ferkit.augment import AugmentConfig
 from ferkit.errors import FerkitError
+from ferkit.train.augment import AugmentConfig
 
 
 @dataclass

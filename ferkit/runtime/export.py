@@ -1,0 +1,105 @@
+"""ONNX graphs from PyTorch weights (the ``train`` extra): ``ferkit export`` for one model, and
+``ferkit export --shipped`` for the graphs inside the package.
+
+The graphs follow :mod:`ferkit.runtime.graph`. They are made with the TorchScript exporter
+(``dynamo=False``): the dynamo one needs onnxscript, which ferkit does not depend on. The
+safetensors weights stay the source of truth: after replacing a shipped model's weights, run
+``ferkit export --shipped`` again (``tests/test_shipped_graphs.py`` catches a stale graph).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from ferkit.errors import FerkitError
+from ferkit.face import FACE_SIZE
+from ferkit.models.io import load_model
+from ferkit.models.preprocess import Deployable
+from ferkit.models.store import GRAPH_SUFFIX, WEIGHTS_DIR, atomic_write, file_sha256, list_models, resolve
+from ferkit.runtime.graph import INPUT_NAME, OPSET, OUTPUT_NAME, graph_metadata
+
+FORMATS = ("onnx",)
+QUANTIZE = ("int8",)
+
+
+def onnx_bytes(model: nn.Module) -> bytes:
+    """The serialised ONNX graph of ``model`` taking uint8 faces (batch dimension dynamic)."""
+    example = torch.zeros(2, FACE_SIZE, FACE_SIZE, dtype=torch.uint8)
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        # The TorchScript exporter warns that it is deprecated in favour of dynamo's.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            Deployable(model), (example,), buf, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            opset_version=OPSET, dynamo=False,
+        )
+    return buf.getvalue()
+
+
+def with_metadata(graph: bytes, metadata: dict[str, str]) -> bytes:
+    """``graph`` with ``metadata`` recorded inside the file itself."""
+    import onnx
+
+    proto = onnx.load_from_string(graph)
+    onnx.helper.set_model_props(proto, metadata)
+    return proto.SerializeToString()
+
+
+def model_graph(reference: str, quantize: str | None = None, calibration: str | Path | None = None) -> bytes:
+    """The graph of a model reference with weights (float32, or int8 calibrated on the training faces
+    of the data set at ``calibration``), its card and the weights' SHA-256 in its metadata."""
+    ref = resolve(reference)
+    weights = ref.require_weights("export")
+    model, card = load_model(reference)
+    metadata = graph_metadata(ref.name, card, quantize or "float32", file_sha256(weights))
+    data = onnx_bytes(model)
+    if quantize:
+        from ferkit.runtime.quantize import calibration_faces, quantize_int8
+
+        data = quantize_int8(data, calibration_faces(calibration))
+    return with_metadata(data, metadata)
+
+
+def export_model(
+    model_name: str, fmt: str, out: str | Path, quantize: str | None = None,
+    calibration: str | Path | None = None,
+) -> Path:
+    """Export a model reference with weights to ``out`` in ``fmt``; returns the path written.
+
+    ``quantize="int8"`` writes the statically quantised graph, its activation ranges measured on
+    training faces of the data set at ``calibration`` (see :mod:`ferkit.runtime.quantize`).
+    """
+    if fmt not in FORMATS:
+        raise FerkitError(f"unknown export format {fmt!r}; supported: {', '.join(FORMATS)}")
+    if quantize not in (None, *QUANTIZE):
+        raise FerkitError(f"unknown quantisation {quantize!r}; supported: {', '.join(QUANTIZE)}")
+    if calibration is not None and not quantize:
+        raise FerkitError("--calibration is only used with --quantize int8")
+    if quantize and calibration is None:
+        raise FerkitError("--quantize int8 needs --calibration DATA: training faces (e.g. the FER2013 "
+                          "CSV) on which to measure the activation ranges")
+    data = model_graph(model_name, quantize, calibration)
+    out = Path(out)
+    atomic_write(out, lambda tmp: Path(tmp).write_bytes(data))
+    return out
+
+
+def export_shipped() -> list[Path]:
+    """(Re)make ``ferkit/weights/<name>.onnx`` from ``<name>.safetensors`` for every shipped model."""
+    written = []
+    for name in list_models():
+        if resolve(name).weights is None:
+            continue  # a graph shipped without weights stays as it is
+        data = model_graph(name)
+        path = WEIGHTS_DIR / f"{name}{GRAPH_SUFFIX}"
+        atomic_write(path, lambda tmp, data=data: Path(tmp).write_bytes(data))
+        written.append(path)
+    if not written:
+        raise FerkitError(f"{WEIGHTS_DIR}: no shipped weights to export")
+    return written

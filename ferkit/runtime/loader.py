@@ -1,0 +1,65 @@
+"""A model reference -> a backend that classifies faces with it, and the model's card.
+
+onnxruntime runs a graph: a shipped model's (checked against the weights it was exported from),
+or a user's ``.onnx``. Weights without a graph (a run folder, a ``.safetensors`` file) are
+exported in memory first, which needs PyTorch, as does ``backend="torch"``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ferkit.errors import FerkitError, require
+from ferkit.models.store import ModelRef, file_sha256, read_card, resolve
+from ferkit.runtime.backends import BACKENDS, Backend
+from ferkit.runtime.graph import WEIGHTS_KEY, card_from_metadata
+from ferkit.runtime.onnx_backend import OnnxBackend
+
+
+def load_classifier(
+    model: str | os.PathLike | None = None, backend: str = "onnx", threads: int | None = None
+) -> tuple[Backend, dict[str, Any]]:
+    """(backend, card) for a model reference (:func:`ferkit.models.store.resolve`); the card's
+    ``name`` is what results call the model."""
+    ref = runnable(model, backend)
+    if backend == "onnx" and ref.graph is not None:
+        return _graph_backend(ref, threads)
+    from ferkit.models.io import load_model
+
+    net, card = load_model(model)
+    if backend == "torch":
+        from ferkit.runtime.torch_backend import TorchBackend
+
+        return TorchBackend(net, threads), card
+    from ferkit.runtime.export import onnx_bytes  # about a second: the graph matches the weights
+
+    return OnnxBackend(onnx_bytes(net), threads), card
+
+
+def runnable(model: str | os.PathLike | None = None, backend: str = "onnx") -> ModelRef:
+    """The model's files, once it is clear that this install can run them with ``backend``: a
+    one-line error otherwise (an unknown model, a graph for PyTorch, weights without PyTorch)."""
+    if backend not in BACKENDS:
+        raise FerkitError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    ref = resolve(model)
+    if backend == "onnx" and ref.graph is not None:
+        return ref
+    if ref.weights is None:
+        raise FerkitError(f"{ref.name}: an ONNX graph runs with backend 'onnx', not {backend!r}")
+    feature = ("backend 'torch'" if backend == "torch"
+               else f"running {ref.name} (weights without an ONNX graph; `ferkit export` makes one)")
+    require(feature, "torch", "safetensors")
+    return ref
+
+
+def _graph_backend(ref: ModelRef, threads: int | None) -> tuple[OnnxBackend, dict[str, Any]]:
+    assert ref.graph is not None
+    runner = OnnxBackend(ref.graph, threads)
+    card = card_from_metadata(runner.metadata(), str(ref.graph))
+    if ref.shipped and ref.weights is not None:
+        if card.get(WEIGHTS_KEY) != file_sha256(ref.weights):
+            raise FerkitError(f"{ref.graph} was not exported from {ref.weights.name} (stale graph): "
+                              "run `ferkit export --shipped` (needs ferkit[train])")
+        card = {**card, **read_card(ref.weights)}  # the card beside the weights: the source of truth
+    return runner, {**card, "name": ref.name}
