@@ -14,7 +14,9 @@ cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/pip install --quiet --upgrade pip
-.venv/bin/pip install --quiet "torch==2.13.0" -e ".[train,serve,dev]"
+# OpenCV 4 here, for the Haar cascades that the detector benchmarks compare against (OpenCV 5 has
+# none); the runtime allows OpenCV 5, which .ci/runtime's fresh virtualenv gets.
+.venv/bin/pip install --quiet "torch==2.13.0" "opencv-python-headless<5" -e ".[train,serve,dev]"
 if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi

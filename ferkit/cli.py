@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from collections.abc import Callable
@@ -65,9 +66,12 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="accuracy, per-class P/R/F1, macro-F1 and confusion matrix")
     _add_model_option(p)
     p.add_argument("--data", required=True, help="FER2013 CSV(.gz), image folders, .tar.gz or class folders")
-    p.add_argument("--split", choices=["test", "val", "train"], default="test")
-    p.add_argument("--protocol", choices=["canonical", "paper"], default="canonical")
-    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--split", choices=["test", "val", "train"], default="test",
+                   help="split to score: test (PrivateTest), val (PublicTest) or train")
+    p.add_argument("--protocol", choices=["canonical", "paper"], default="canonical",
+                   help="canonical: the challenge's Usage column (Training/PublicTest/PrivateTest); "
+                        "paper: a random 80/10/10 split of all images")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the paper protocol's random split")
     p.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
     p.add_argument("--exclude-train-duplicates", action="store_true",
                    help="drop test images that are exact pixel copies of Training images")
@@ -114,7 +118,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _add_report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="Markdown report with Figs. 7-10 and Table 1 for a run folder")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="run folder written by `ferkit train --out`")
     p.add_argument("--data", help="data path, if it moved since training")
     p.set_defaults(func=_cmd_report)
 
@@ -128,11 +132,20 @@ def _cmd_data_summary(args: argparse.Namespace) -> int:
 
 def _add_data(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="inspect a data set")
-    dsub = p.add_subparsers(dest="data_command", required=True)
+    dsub = p.add_subparsers(dest="data_command")
+    p.set_defaults(func=_needs_subcommand("ferkit data", dsub))
     s = dsub.add_parser("summary", help="counts per split and class; Figs. 1-3 with --out")
-    s.add_argument("--data", required=True)
+    s.add_argument("--data", required=True, help="FER2013 CSV(.gz), image folders or .tar.gz")
     s.add_argument("--out", help="folder for the figures")
     s.set_defaults(func=_cmd_data_summary)
+
+
+def _needs_subcommand(name: str, sub: argparse._SubParsersAction) -> Callable[[argparse.Namespace], int]:
+    """The command of a group called without a subcommand: one line naming the subcommands."""
+    def missing(args: argparse.Namespace) -> int:
+        choices = ", ".join(sub.choices)
+        raise FerkitError(f"{name} needs a subcommand: {choices} (see {name} --help)")
+    return missing
 
 
 def _cmd_model_summary(args: argparse.Namespace) -> int:
@@ -147,7 +160,8 @@ def _cmd_model_summary(args: argparse.Namespace) -> int:
 
 def _add_model(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("model", help="inspect models")
-    msub = p.add_subparsers(dest="model_command", required=True)
+    msub = p.add_subparsers(dest="model_command")
+    p.set_defaults(func=_needs_subcommand("ferkit model", msub))
     s = msub.add_parser("summary", help="per-layer parameters and Eq. 1 for separable convolutions")
     s.add_argument("name", nargs="?", default="default",
                    help="shipped model name, weights file or run folder")
@@ -177,7 +191,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _add_serve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="REST API and web page (FastAPI under uvicorn)")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (0.0.0.0 for all)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
     _add_model_option(p)
     p.add_argument("--workers", type=int, default=1, help="processes, each with its own model")
     p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest accepted image upload")
@@ -281,7 +295,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a model for other runtimes (ONNX, dynamic batch)")
     p.add_argument("--model", default="default", help="shipped model name, weights file or run folder")
-    p.add_argument("--format", default="onnx", choices=["onnx"])
+    p.add_argument("--format", default="onnx", choices=["onnx"], help="file format to write")
     p.add_argument("--out", help="file to write, e.g. paper.onnx")
     p.add_argument("--shipped", action="store_true",
                    help="(re)make the graphs inside the package (ferkit/weights/*.onnx) from its weights")
@@ -297,10 +311,30 @@ _COMMANDS = [_add_train, _add_eval, _add_report, _add_data, _add_model, _add_ser
              _add_predict, _add_video, _add_export]
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default where it says something: not None, False or an empty list, and
+    not where the help text already names it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default is None or action.default is False or action.default == [] \
+                or action.default == argparse.SUPPRESS or "default" in text:
+            return action.help
+        return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Every (sub)command's parser: help with defaults."""
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ferkit import __version__
 
-    parser = argparse.ArgumentParser(prog="ferkit", description="Facial expression recognition toolkit.")
+    parser = _Parser(prog="ferkit", description="Facial expression recognition toolkit.")
     parser.add_argument("--version", action="version", version=f"ferkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in _COMMANDS:
@@ -308,12 +342,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that run for a long time and must hand freed memory back (see keep_freed_memory).
+LONG_RUNNING = frozenset({"serve"})
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
-    keep_freed_memory()  # batch after batch of same-sized tensors: reuse, not page faults
+    if args.command not in LONG_RUNNING:
+        keep_freed_memory()  # batch after batch of same-sized tensors: reuse, not page faults
     try:
-        return func(args)
+        code = func(args)
+        sys.stdout.flush()  # a closed pipe fails here, inside the handler below, not at exit
+        return code
+    except BrokenPipeError:
+        # The reader went away (`ferkit predict --csv | head -1`): stop quietly, as `cat` does.
+        # Python flushes stdout again at exit; point it at devnull so that cannot fail too.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except FerkitError as exc:
         print(f"ferkit: error: {exc}", file=sys.stderr)
         return 2

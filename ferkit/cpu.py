@@ -44,8 +44,8 @@ def keep_freed_memory(threshold: int = 256 << 20) -> bool:
     mmap()s and hands them back on free, so every batch's memory is page-faulted in and zeroed by
     the kernel again: on the 2-core machine (measured beside a training job) batches of 512 faces
     through the full-width network ran 2.6x faster with this setting. Returns False where the C
-    library has no ``mallopt`` (not glibc). A long-running process (``ferkit serve``) then keeps
-    up to ``2 * threshold`` of freed memory instead of returning it to the system.
+    library has no ``mallopt`` (not glibc). A process with it keeps up to ``2 * threshold`` of freed
+    memory instead of returning it to the system, so ``ferkit serve`` does not apply it (cli.main).
     """
     name = ctypes.util.find_library("c")
     try:

@@ -22,6 +22,10 @@ IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 )
 
+# The Pillow formats ferkit decodes (the IMAGE_SUFFIXES above; .pgm/.ppm are Pillow's PPM). Nothing
+# else is even identified: EPS/PS would run Ghostscript, and other plugins are rarely exercised.
+PIL_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP", "PPM")
+
 # Refuse images above this many pixels before decoding them (a 40-megapixel photo is fine).
 MAX_PIXELS = 80_000_000
 
@@ -45,17 +49,18 @@ def _open(data: bytes | str | os.PathLike) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(fp)  # reads the header only
+            img = Image.open(fp, formats=PIL_FORMATS)  # reads the header only
     except UnidentifiedImageError:
-        raise ImageError("not a recognised image format") from None
+        raise ImageError("not a recognised image format (ferkit reads JPEG, PNG, BMP, GIF, TIFF, "
+                         "WebP and PGM/PPM)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError("image dimensions too large (possible decompression bomb)") from None
     except OSError as exc:
-        raise ImageError(f"cannot read image: {exc}") from None
+        raise ImageError(f"cannot read image: {_reason(exc)}") from None
     except MemoryError:
         raise
     except Exception as exc:  # format plugins also raise ValueError, NotImplementedError, ...
-        raise ImageError(f"malformed image header: {exc}") from None
+        raise ImageError(f"malformed image header: {_reason(exc)}") from None
     w, h = img.size
     if w * h > MAX_PIXELS:
         raise ImageError(f"image dimensions too large ({w}x{h} pixels, limit {MAX_PIXELS:,})")
@@ -69,8 +74,18 @@ def _decode(img: Image.Image) -> Image.Image:
     except MemoryError:
         raise
     except Exception as exc:  # untrusted bytes: any decoder failure is the file's fault
-        raise ImageError(f"corrupt or truncated image: {exc}") from None
+        raise ImageError(f"corrupt or truncated image: {_reason(exc)}") from None
     return img
+
+
+def _reason(exc: BaseException) -> str:
+    """A decoder's complaint in one line, without file names (an OSError's filename is a temp or
+    internal path as often as the user's own)."""
+    if isinstance(exc, OSError) and exc.filename is not None:
+        text = exc.strerror or type(exc).__name__
+    else:
+        text = str(exc)
+    return " ".join(text.split())[:200] or type(exc).__name__
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

@@ -102,6 +102,19 @@ def test_bad_inputs_are_reported_one_by_one_without_tracebacks(corpus):
     assert results["one_pixel.png"]["faces"] == [] and "no face" in results["one_pixel.png"]["note"]
 
 
+def test_postscript_is_not_decoded(tmp_path):
+    """EPS would run Ghostscript: refused as an unlisted format, in one line naming only the file."""
+    eps = tmp_path / "figure.eps"
+    Image.new("RGB", (64, 48), (90, 90, 90)).save(eps, "EPS")
+    proc = run_ferkit("predict", "--json", str(eps))
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"ferkit: {eps}: not a recognised image format (ferkit reads JPEG, PNG, BMP, GIF, TIFF, WebP "
+        "and PGM/PPM)"]
+    assert "ghostscript" not in proc.stdout.lower() + proc.stderr.lower()
+
+
 def test_folders_globs_missing_files_table_and_annotations(corpus, astronaut_png, tmp_path, capsys):
     folder = Path(corpus["rgba.png"]).parent
     out_dir = tmp_path / "annotated"

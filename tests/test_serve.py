@@ -65,6 +65,12 @@ def test_models_lists_shipped_models_with_params_and_accuracy(client: httpx.Clie
     assert paper["params"] > 0 and 0 < paper["test_accuracy"] <= 1
 
 
+def test_models_reports_the_model_served_by_default(client: httpx.Client) -> None:
+    body = client.get("/v1/models").json()
+    assert body["default"] == "default"  # what `ferkit serve` without --model serves
+    assert body["served"] == body["default"]  # this session's server runs without --model
+
+
 # ---------------------------------------------------------------- predictions
 
 def test_predict_astronaut_finds_one_happy_face(client: httpx.Client, astronaut_png: Path) -> None:
@@ -112,6 +118,19 @@ def test_no_face_is_200_with_an_empty_list(client: httpx.Client) -> None:
     assert result["faces"] == [] and result["note"]
 
 
+def test_no_face_note_names_an_option_the_api_takes(client: httpx.Client) -> None:
+    result = client.post("/v1/predict", files={"file": ("blank.png", blank_png(), "image/png")}).json()
+    assert "?detect=false" in result["note"]
+    cropped = client.post("/v1/predict", params={"detect": "false"},
+                          files={"file": ("blank.png", blank_png((48, 48)), "image/png")})
+    assert cropped.status_code == 200, cropped.text
+    faces = cropped.json()["faces"]
+    assert len(faces) == 1 and faces[0]["box"] is None
+    batch = client.post("/v1/predict/batch?detect=false",
+                        files=[("files", ("a.png", blank_png((48, 48)), "image/png"))]).json()
+    assert len(batch["results"][0]["faces"]) == 1
+
+
 @pytest.mark.parametrize("size", [(1, 5000), (5000, 1), (1, 1)], ids=["1x5000", "5000x1", "1x1"])
 def test_degenerate_sizes_are_answered_not_crashed_on(client: httpx.Client, size: tuple[int, int]) -> None:
     response = client.post("/v1/predict", content=blank_png(size), headers={"content-type": "image/png"})
@@ -129,7 +148,8 @@ def test_batch_gives_one_result_per_file_in_order(client: httpx.Client, astronau
     results = body["results"]
     assert [r["source"] for r in results] == ["astronaut.png", "blank.png", "junk.jpg"]
     assert len(results[0]["faces"]) == 1 and results[1]["faces"] == []
-    assert results[2]["status"] == 422 and "image" in results[2]["error"]
+    # A failed file's reason is under `detail`, like every other refusal's.
+    assert results[2]["status"] == 422 and "image" in results[2]["detail"] and "error" not in results[2]
     assert body["model"] == results[0]["model"]
 
 
@@ -179,6 +199,19 @@ def test_truncated_image_is_422(client: httpx.Client) -> None:
     detail = assert_json_error(client.post("/v1/predict", content=jpeg[: len(jpeg) // 2],
                                            headers={"content-type": "image/jpeg"}), 422)
     assert "truncated" in detail or "corrupt" in detail
+
+
+def test_eps_is_refused_without_running_ghostscript_or_naming_paths(client: httpx.Client) -> None:
+    """PostScript would run Ghostscript (where installed) with no timeout; only listed formats decode."""
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (90, 90, 90)).save(buf, "EPS")
+    assert buf.getvalue().startswith(b"%!PS-Adobe")
+    eps = ("figure.eps", buf.getvalue(), "application/postscript")
+    response = client.post("/v1/predict", files={"file": eps})
+    detail = assert_json_error(response, 422)
+    assert detail.startswith("not a usable image: not a recognised image format"), detail
+    assert "\n" not in detail and "/" not in detail.replace("PGM/PPM", "")
+    assert "ghostscript" not in detail.lower() and " gs " not in f" {detail} "
 
 
 def test_empty_body_is_422(client: httpx.Client) -> None:

@@ -123,4 +123,4 @@ class Recognizer:
     def _no_face_note(self) -> str:
         name = type(self.detector).__name__
         return (f"no face found ({name}); if the image is already a cropped face, "
-                "use detect=False (CLI: --no-detect)")
+                "use detect=False (CLI: --no-detect; REST API: ?detect=false)")

@@ -25,7 +25,6 @@ from starlette.requests import ClientDisconnect
 
 import ferkit
 from ferkit.errors import ImageError
-from ferkit.inference.types import error_json
 from ferkit.models.store import DEFAULT_MODEL, list_models, model_info
 from ferkit.serve.engine import Engine, Upload
 from ferkit.serve.limits import (
@@ -78,7 +77,7 @@ _REFUSALS = {
 }
 _PREDICT_RESPONSES = {200: {"content": {"application/json": {"example": _EXAMPLE_RESULT}}}, **_REFUSALS}
 _BATCH_RESPONSES = {200: {"content": {"application/json": {"example": {"model": "default", "results": [
-    _EXAMPLE_RESULT, {"source": "notes.txt", "error": "not a usable image: not a recognised image format",
+    _EXAMPLE_RESULT, {"source": "notes.txt", "detail": "not a usable image: not a recognised image format",
                       "model": "default", "status": 422}]}}}}, **_REFUSALS}
 
 _BATCH_BODY = {"requestBody": {"required": True, "content": {
@@ -199,7 +198,7 @@ async def read_one_image(request: Request, max_bytes: int) -> Upload:
 
 
 async def predict_many_images(request: Request, engine: Engine, max_bytes: int,
-                              max_files: int) -> list[dict[str, Any]]:
+                              max_files: int, detect: bool = True) -> list[dict[str, Any]]:
     """Results for every file field of a /v1/predict/batch form, in order.
 
     Files are read and recognised one at a time (parts over 1 MB wait on disk), so a batch never
@@ -213,15 +212,16 @@ async def predict_many_images(request: Request, engine: Engine, max_bytes: int,
         parts = _file_parts(form)
         if not parts:
             raise HTTPException(422, "no image in the form: add file fields named 'files'")
-        return [await _predict_or_error(engine, await _read_file_part(part, max_bytes))
+        return [await _predict_or_error(engine, await _read_file_part(part, max_bytes), detect)
                 for _, part in parts]
 
 
-async def _predict_or_error(engine: Engine, upload: Upload) -> dict[str, Any]:
+async def _predict_or_error(engine: Engine, upload: Upload, detect: bool) -> dict[str, Any]:
     try:
-        return await engine.predict(upload)
-    except ImageError as exc:
-        return {**error_json(upload.name, f"not a usable image: {exc}", engine.model_name), "status": 422}
+        return await engine.predict(upload, detect)
+    except ImageError as exc:  # the reason under `detail`, as in every other refusal
+        return {"source": upload.name, "detail": f"not a usable image: {exc}", "model": engine.model_name,
+                "status": 422}
 
 
 # ---------------------------------------------------------------- routes
@@ -241,25 +241,27 @@ def _add_api_routes(app: FastAPI) -> None:
                 "models": [model_info(name) for name in list_models()]}
 
     @app.post("/v1/predict", tags=["predict"], openapi_extra=_PREDICT_BODY, responses=_PREDICT_RESPONSES)
-    async def predict(request: Request) -> dict[str, Any]:
+    async def predict(request: Request, detect: bool = True) -> dict[str, Any]:
         """Faces in one image, each with a box, the top label, its score and all 7 probabilities,
         the detector's five landmarks (`right_eye`, `left_eye`, `nose`, `right_mouth`, `left_mouth`:
         [x, y] pixels; "right" is the person's right; null with the Haar detector) and its score.
 
         Same JSON as `ferkit predict --json`. No face gives 200 with an empty `faces` list.
+        `?detect=false`: the image is already a cropped face (one face, `box` null), as
+        `ferkit predict --no-detect`.
         """
         upload = await read_one_image(request, app.state.max_upload_bytes)
-        return await engine.predict(upload)
+        return await engine.predict(upload, detect)
 
     @app.post("/v1/predict/batch", tags=["predict"], openapi_extra=_BATCH_BODY, responses=_BATCH_RESPONSES)
-    async def predict_batch(request: Request) -> dict[str, Any]:
+    async def predict_batch(request: Request, detect: bool = True) -> dict[str, Any]:
         """Several images in one multipart request; one result per file, in order.
 
-        A file that cannot be decoded gets `{"source", "error", "model", "status": 422}` in its slot
-        instead of failing the whole batch.
+        A file that cannot be decoded gets `{"source", "detail", "model", "status": 422}` in its slot
+        instead of failing the whole batch. `?detect=false`: every file is an already-cropped face.
         """
         results = await predict_many_images(request, engine, app.state.max_upload_bytes,
-                                            app.state.max_batch_files)
+                                            app.state.max_batch_files, detect)
         return {"model": engine.model_name, "results": results}
 
 

@@ -69,15 +69,18 @@ class Engine:
         """Safe decode (raises ImageError with a reason); bombs are refused from the header."""
         return await anyio.to_thread.run_sync(load_image, upload.data, limiter=self._decode_limiter)
 
-    async def predict(self, upload: Upload) -> dict[str, Any]:
-        """Decode and recognise one image; the JSON of ``ferkit predict --json``."""
+    async def predict(self, upload: Upload, detect: bool = True) -> dict[str, Any]:
+        """Decode and recognise one image; the JSON of ``ferkit predict --json``.
+
+        ``detect=False``: the image is already a cropped face (``ferkit predict --no-detect``).
+        """
         image = await self.decode(upload)
-        prediction = await anyio.to_thread.run_sync(self._predict_array, image,
+        prediction = await anyio.to_thread.run_sync(self._predict_array, image, detect,
                                                     limiter=self._inference_limiter)
         prediction.source = upload.name
         return prediction_json(prediction, self.model_name)
 
-    def _predict_array(self, image: np.ndarray) -> Prediction:
+    def _predict_array(self, image: np.ndarray, detect: bool = True) -> Prediction:
         if self._recognizer is None:
             raise RuntimeError("Engine.start() has not run")
-        return self._recognizer.predict(image, color="rgb")
+        return self._recognizer.predict(image, color="rgb", detect=detect)

@@ -20,6 +20,8 @@ def worker_threads(workers: int) -> int:
 def run_server(host: str = "127.0.0.1", port: int = 8000, model: str = "default", workers: int = 1,
                max_upload_mb: float = 10.0, log_level: str = "info", detector: str = "yunet") -> None:
     """Serve until interrupted. Each worker process builds its own app (and model) from the env."""
+    if not 0 <= port <= 65535:
+        raise FerkitError(f"--port {port} is not a TCP port: give 1-65535 (0: any free port)")
     if workers < 1:
         raise FerkitError("--workers must be at least 1")
     if max_upload_mb <= 0:

@@ -1,0 +1,75 @@
+"""The command line itself: help, mistakes, pipes and per-command settings, as a user meets them."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO, run_ferkit
+
+import ferkit.cli
+import ferkit.serve.server
+from ferkit.cli import main
+
+
+def subparser(parser: argparse.ArgumentParser, *names: str) -> argparse.ArgumentParser:
+    for name in names:
+        parser = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
+    return parser
+
+
+def test_help_shows_defaults_and_every_option_has_a_text():
+    proc = run_ferkit("eval", "--help")
+    assert proc.returncode == 0
+    assert "(default: canonical)" in proc.stdout and "(default: 0)" in proc.stdout
+    assert "(default: 8000)" in run_ferkit("serve", "--help").stdout
+    for command, option in [("eval", "--split"), ("eval", "--protocol"), ("eval", "--split-seed"),
+                            ("export", "--format"), ("data summary", "--data"), ("report", "run_dir")]:
+        parser = subparser(ferkit.cli.build_parser(), *command.split())
+        action = next(a for a in parser._actions if option in a.option_strings or a.dest == option)
+        assert action.help, (command, option)
+
+
+@pytest.mark.parametrize(("group", "subcommands"), [("data", "summary"), ("model", "summary, list")])
+def test_a_group_without_its_subcommand_names_the_subcommands(group, subcommands):
+    proc = run_ferkit(group)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (f"ferkit: error: ferkit {group} needs a subcommand: {subcommands} "
+                                   f"(see ferkit {group} --help)")
+    assert "_command" not in proc.stderr
+
+
+def test_serve_refuses_a_port_out_of_range_in_one_line():
+    proc = run_ferkit("serve", "--port", "99999", timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == ["ferkit: error: --port 99999 is not a TCP port: "
+                                                "give 1-65535 (0: any free port)"]
+
+
+def test_predict_into_a_closed_pipe_stops_quietly(astronaut_png):
+    """`ferkit predict --csv | head -1`: the reader is gone before ferkit writes its rows."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # as `head` does once it has its line
+    try:
+        proc = subprocess.run([sys.executable, "-m", "ferkit", "predict", "--csv", str(astronaut_png)],
+                              cwd=REPO, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=300)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 1
+    assert proc.stderr == "", proc.stderr  # no BrokenPipeError traceback, no "Exception ignored"
+
+
+def test_serve_keeps_the_default_allocator_and_batch_commands_do_not(monkeypatch, capsys):
+    """keep_freed_memory (mallopt) holds every spike's memory: right for batch runs, not a server."""
+    calls: list[str] = []
+    monkeypatch.setattr(ferkit.cli, "keep_freed_memory", lambda: calls.append("mallopt") or True)
+    monkeypatch.setattr(ferkit.serve.server, "run_server", lambda **kwargs: calls.append("serve"))
+    assert main(["serve"]) == 0
+    assert calls == ["serve"]
+    calls.clear()
+    assert main(["model", "list"]) == 0
+    assert calls == ["mallopt"]
