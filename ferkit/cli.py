@@ -7,6 +7,7 @@ import os
 import shlex
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from ferkit.cpu import keep_freed_memory
 from ferkit.errors import OPTIONAL, FerkitError, missing_extra, require
@@ -112,7 +113,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     require("ferkit report", *TRAIN_MODULES, "matplotlib")
     from ferkit.train.report import build_report
 
-    print(f"report written to {build_report(args.run_dir, args.data)}")
+    print(f"report written to {build_report(args.run_dir, args.data, score_test=args.score_test)}")
     return 0
 
 
@@ -120,6 +121,8 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="Markdown report with Figs. 7-10 and Table 1 for a run folder")
     p.add_argument("run_dir", help="run folder written by `ferkit train --out`")
     p.add_argument("--data", help="data path, if it moved since training")
+    p.add_argument("--score-test", action="store_true",
+                   help="score the test split even though the run was trained with test_at_end=false")
     p.set_defaults(func=_cmd_report)
 
 
@@ -211,6 +214,25 @@ def _add_model_option(p: argparse.ArgumentParser) -> None:
                         "graph from `ferkit export`")
 
 
+def check_output(option: str, path: str | None, *, folder: bool = False) -> None:
+    """The one rule for output paths, checked before any work starts: ferkit creates or replaces
+    the output itself (a file, or with ``folder`` the folder it fills), never the folder that holds
+    it, which must exist. A one-line error otherwise."""
+    if path is None:
+        return
+    target = Path(path)
+    if folder and target.exists() and not target.is_dir():
+        raise FerkitError(f"{option} {path}: exists and is not a folder")
+    if not folder and target.is_dir():
+        raise FerkitError(f"{option} {path}: is a folder; give a file name")
+    parent = target.parent
+    if not parent.is_dir():
+        raise FerkitError(f"{option} {path}: folder {parent} does not exist (ferkit creates output "
+                          "files and folders, not the folders they go in)")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise FerkitError(f"{option} {path}: cannot write in {parent}")
+
+
 def _add_backend_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=["onnx", "torch"], default="onnx",
                    help="onnxruntime (default) or PyTorch (needs ferkit[train])")
@@ -220,6 +242,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from ferkit.inference.files import predict_paths
     from ferkit.inference.recognizer import Recognizer
 
+    check_output("--annotate", args.annotate, folder=True)
     detector = None if args.no_detect else args.detector
     recognizer = Recognizer(args.model, detector=detector, backend=args.backend)
     return predict_paths(args.paths, recognizer, fmt=args.format, annotate_dir=args.annotate,
@@ -249,6 +272,8 @@ def _cmd_video(args: argparse.Namespace) -> int:
 
     if (args.input is None) == (args.camera is None):
         raise FerkitError("give either a video file or --camera INDEX")
+    for option, path in (("--out", args.out), ("--csv", args.csv), ("--plot", args.plot)):
+        check_output(option, path)
     detector = make_detector(args.detector, max_side=DETECT_SIDE)
     recognizer = Recognizer(args.model, detector=detector, backend=args.backend)
     source = args.camera if args.camera is not None else args.input
@@ -285,6 +310,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     elif args.out is None:
         raise FerkitError("give --out FILE (or --shipped for the package's own graphs)")
     else:
+        check_output("--out", args.out)
         paths = [export_model(args.model, args.format, args.out, quantize=args.quantize,
                               calibration=args.calibration)]
     for path in paths:

@@ -73,3 +73,25 @@ def test_serve_keeps_the_default_allocator_and_batch_commands_do_not(monkeypatch
     calls.clear()
     assert main(["model", "list"]) == 0
     assert calls == ["mallopt"]
+
+
+def test_output_paths_follow_one_rule(astronaut_png, tmp_path):
+    """ferkit creates or replaces the output itself, never the folder that holds it."""
+    a_file = tmp_path / "taken.png"
+    a_file.write_bytes(b"")
+    for args, message in [
+        (["predict", astronaut_png, "--annotate", a_file], "exists and is not a folder"),
+        (["predict", astronaut_png, "--annotate", tmp_path / "no" / "out"], "does not exist"),
+        (["export", "--model", "paper", "--out", tmp_path / "no" / "paper.onnx"], "does not exist"),
+        (["export", "--model", "paper", "--out", tmp_path], "is a folder"),
+    ]:
+        proc = run_ferkit(*args)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0] and proc.stdout == "", proc.stderr
+    assert not (tmp_path / "no").exists()
+    # The output folder itself is made, as is the output file.
+    proc = run_ferkit("predict", astronaut_png, "--annotate", tmp_path / "annotated")
+    assert proc.returncode == 0 and (tmp_path / "annotated" / "astronaut.annotated.png").is_file()
+    proc = run_ferkit("export", "--model", "paper", "--out", tmp_path / "paper.onnx")
+    assert proc.returncode == 0 and (tmp_path / "paper.onnx").is_file(), proc.stderr

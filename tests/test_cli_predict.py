@@ -148,3 +148,28 @@ def test_no_detect_treats_each_file_as_a_face(corpus, capsys):
     result = json.loads(capsys.readouterr().out)
     assert code == 0
     assert len(result["faces"]) == 1 and result["faces"][0]["box"] is None
+
+
+def test_folder_says_what_it_skipped_and_why(astronaut_png, tmp_path):
+    import os
+
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "astronaut.png").write_bytes(astronaut_png.read_bytes())
+    (folder / "sub" / "astronaut_without_suffix").write_bytes(astronaut_png.read_bytes())
+    (folder / "photo.HEIC").write_bytes(b"\0\0\0\x18ftypheic")
+    (folder / "icon.svg").write_text("<svg xmlns='http://www.w3.org/2000/svg'/>")
+    (folder / "notes.txt").write_text("not a picture")
+    (folder / "gone.jpg").symlink_to(tmp_path / "deleted.jpg")  # dangling
+    (folder / "loop.png").symlink_to(folder / "loop.png")  # a link to itself
+    os.mkfifo(folder / "pipe.jpg")  # opening it would block: it must not be opened
+    proc = run_ferkit("predict", "--json", str(folder))
+    assert proc.returncode == 0, proc.stderr
+    assert [Path(json.loads(line)["source"]).name for line in proc.stdout.splitlines()] == ["astronaut.png"]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    note = lines[0]
+    assert note.startswith(f"ferkit: {folder}: skipped 7 of 8 entries: "), note
+    assert "4 without an image suffix (.heic, .svg, .txt, no suffix)" in note
+    assert "2 dangling or looping link" in note and "1 not a regular file" in note
+    assert ".png" in note.split("images are read from")[1]

@@ -162,3 +162,27 @@ def test_data_summary_writes_figures(fer_slice_csv, tmp_path):
     assert "Training" in result.stdout and "PrivateTest" in result.stdout
     for name in ("fig1_class_distribution.png", "fig2_samples.png"):
         assert Image.open(tmp_path / name).size[0] > 300
+
+
+def test_corrupt_gzip_is_one_line(fer_slice_csv, tmp_path):
+    packed = bytearray(gzip.compress(fer_slice_csv.read_bytes()))
+    packed[10:20] = b"\xff" * 10  # the first deflate block: "invalid block type" (a zlib.error)
+    path = tmp_path / "fer2013.csv.gz"
+    path.write_bytes(bytes(packed))
+    with pytest.raises(DataError, match="cannot read CSV"):
+        load_data(path)
+    result = run_ferkit("data", "summary", "--data", path)
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and str(path) in result.stderr
+
+
+def test_empty_test_split_is_one_line(fer_slice_csv, tmp_path):
+    path = tmp_path / "no_private_test.csv"
+    lines = fer_slice_csv.read_text().splitlines(keepends=True)
+    path.write_text("".join(line for line in lines if not line.rstrip().endswith("PrivateTest")))
+    result = run_ferkit("eval", "--model", "paper", "--data", path, "--split", "test", "--json")
+    assert result.returncode != 0 and result.stdout == "", result.stdout
+    assert "the test split of the canonical protocol has no images" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    result = run_ferkit("eval", "--model", "paper", "--data", path, "--split", "val", "--json")
+    assert result.returncode == 0 and json.loads(result.stdout)["n"] == 128, result.stderr

@@ -104,3 +104,16 @@ def test_train_on_votes_then_eval_reports_both_label_sets(ferplus_slice, tmp_pat
                          tmp_path / "r2", "labels=ferplus", "epochs=1")
     assert missing.returncode != 0 and "ferplus_votes=PATH" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_corrupt_gzipped_votes_are_one_line(ferplus_slice, tmp_path):
+    csv_path, votes_path = ferplus_slice
+    packed = bytearray(gzip.compress(votes_path.read_bytes()))
+    packed[10:20] = b"\xff" * 10  # the first deflate block: "invalid block type" (a zlib.error)
+    bad = tmp_path / "votes.csv.gz"
+    bad.write_bytes(bytes(packed))
+    with pytest.raises(DataError, match="cannot read FER\\+ votes"):
+        read_votes(bad)
+    result = run_ferkit("eval", "--model", "paper", "--data", csv_path, "--ferplus", bad, "--json")
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    assert "cannot read FER+ votes" in result.stderr and len(result.stderr.strip().splitlines()) == 1

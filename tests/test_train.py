@@ -215,3 +215,49 @@ def test_model_selection_run_leaves_the_test_split_unscored(fer_slice_csv, tmp_p
     assert not (tmp_path / "metrics_test.json").exists()
     summary = json.loads((tmp_path / "model.json").read_text())["metrics"]
     assert "test_accuracy" not in summary and 0 <= summary["val_accuracy"] <= 1
+    # Its report does not score the test split behind the user's back.
+    report = run_ferkit("report", tmp_path)
+    assert report.returncode == 2 and "test_at_end=false" in report.stderr, report.stderr
+    assert len(report.stderr.strip().splitlines()) == 1 and not (tmp_path / "report.md").exists()
+
+
+def test_corrupt_checkpoint_is_refused_and_stale_temps_are_removed(fer_slice_csv, tmp_path):
+    args = ["train", "--data", fer_slice_csv, "--out", tmp_path, *TINY, "batch_size=32",
+            "limit_val=64"]
+    assert run_ferkit(*args, "epochs=1").returncode == 0
+    ckpt = tmp_path / "checkpoint.pt"
+    assert not list(tmp_path.glob(".*.tmp"))
+    # What a kill -9 in the middle of atomic_write leaves behind.
+    for name in (".checkpoint.pt.k1ll3d.tmp", ".history.json.x7y8z9.tmp"):
+        (tmp_path / name).write_bytes(b"")
+    data = bytearray(ckpt.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte, inside the saved weights
+    ckpt.write_bytes(bytes(data))
+    result = run_ferkit(*args, "epochs=2", "--resume")
+    assert result.returncode == 2, result.stderr
+    assert "checkpoint is corrupt" in result.stderr and "Traceback" not in result.stderr
+    assert not list(tmp_path.glob(".*.tmp")), "stale temporary files were left in the run folder"
+    assert json.loads((tmp_path / "history.json").read_text())[-1]["epoch"] == 1
+
+
+def test_corrupt_teacher_logit_cache_is_recomputed(fer_slice_csv, tmp_path):
+    from safetensors import safe_open
+
+    args = ["train", "--data", fer_slice_csv, "--out", tmp_path, *TINY, "batch_size=32",
+            "limit_val=64", "teachers=[\"paper\"]", "distill_alpha=0.7"]
+    assert run_ferkit(*args, "epochs=1").returncode == 0
+    cache = tmp_path / "teacher_logits.safetensors"
+    with safe_open(cache, "pt") as f:
+        good = f.get_tensor("logits")
+    data = bytearray(cache.read_bytes())
+    broken_header, flipped_logit = bytearray(data), bytearray(data)
+    broken_header[:8] = b"\xff" * 8  # a header length past the end of the file: SafetensorError
+    flipped_logit[-3] ^= 0xFF  # one flipped byte in the last logit: still a valid file
+    for epochs, damaged, message in ((2, broken_header, "unreadable"), (3, flipped_logit, "corrupt")):
+        cache.write_bytes(bytes(damaged))
+        result = run_ferkit(*args, f"epochs={epochs}", "--resume")
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+        assert f"{cache}: {message}" in result.stderr and "recomputing" in result.stderr
+        assert "classifying 640 training images once" in result.stderr
+        with safe_open(cache, "pt") as f:
+            assert f.get_tensor("logits").equal(good)

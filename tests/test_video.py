@@ -88,3 +88,20 @@ def test_camera_recording_plays_at_the_rate_frames_came(tmp_path: Path, frames: 
     assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(10.0, rel=0.01)
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == frames
     cap.release()
+
+
+@pytest.mark.parametrize(("option", "name", "message"), [
+    ("--csv", "new/frames.csv", "does not exist"),
+    ("--plot", "new/emotions.png", "does not exist"),
+    ("--out", "new/annotated.mp4", "does not exist"),
+    ("--csv", ".", "is a folder"),
+])
+def test_output_paths_are_checked_before_the_video_is_read(face_video, tmp_path, option, name, message):
+    path = tmp_path / name
+    proc = subprocess.run([sys.executable, "-m", "ferkit", "video", str(face_video), option, str(path)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"ferkit: error: {option} {path}: "), proc.stderr
+    assert message in proc.stderr and "frames/s" not in proc.stderr  # no frame was analysed
+    assert not (tmp_path / "new").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +80,7 @@ def load_challenge_csv(path: str | Path) -> FerData:
                 images.append(pixels if pixels is not None else parse_pixels(row[i_pixels], where))
                 usage.append(_parse_usage(row[i_usage], where) if i_usage is not None else OTHER)
                 sources.append(where)
-    except (OSError, EOFError, UnicodeDecodeError, csv.Error) as exc:
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"{path}: cannot read CSV: {exc}") from None
     if not labels:
         raise DataError(f"{path}: no data rows")

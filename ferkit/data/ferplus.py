@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -65,7 +66,7 @@ def read_votes(path: str | Path) -> Votes:
                 raise DataError(f"{path}: not a FER+ votes file (missing column(s) {', '.join(missing)})")
             cols = [header.index(c) for c in needed]
             rows = [[r[i] for i in cols] for r in reader if r]
-    except (OSError, EOFError, UnicodeDecodeError, csv.Error, IndexError) as exc:
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError, csv.Error, IndexError) as exc:
         raise DataError(f"{path}: cannot read FER+ votes: {exc}") from None
     try:
         order = np.array([int(r[0]) for r in rows])

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import sys
 import tarfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -99,7 +100,7 @@ def load_fer_tarball(path: str | Path) -> FerData:
                 usage, image_id = _usage_of(parts[-3], p.name)
                 data = tar.extractfile(member).read()  # type: ignore[union-attr]
                 entries.append(((usage, image_id, member.name), label, usage, where, _decode(data, where)))
-    except (tarfile.TarError, OSError, EOFError) as exc:
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: cannot read archive: {exc}") from None
     if not entries:
         raise DataError(f"{path}: no train/ or test/ class folders in the archive")

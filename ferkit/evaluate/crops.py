@@ -11,7 +11,7 @@ import numpy as np
 from ferkit.data import OTHER, load_data, split_data
 from ferkit.data.ferplus import default_votes_path, left_out_counts, read_votes, with_ferplus_labels
 from ferkit.data.summary import leaked_mask
-from ferkit.errors import FerkitError
+from ferkit.errors import DataError, FerkitError
 from ferkit.evaluate.metrics import compute_metrics
 from ferkit.runtime.backends import classify
 from ferkit.runtime.loader import load_classifier
@@ -42,6 +42,10 @@ def evaluate_model(
             raise FerkitError("--exclude-train-duplicates needs a val or test split of a data set with "
                               "a training split")
         part = part.subset(np.flatnonzero(~leaked_mask(train, part)))
+    if not len(part):  # not "n=0 accuracy 0.000": there is nothing to score
+        raise DataError(f"{data_path}: the {split} split of the {protocol} protocol has no images"
+                        + (" left after dropping copies of training images" if exclude_train_duplicates
+                           else ""))
     predicted = classify(runner, part.images, tta).argmax(1)
     metrics = compute_metrics(part.labels, predicted)
     votes_path = default_votes_path(data_path) if ferplus is None else ferplus

@@ -38,19 +38,57 @@ class Input:
     error: str = ""
 
 
-def expand_inputs(items: Iterable[str]) -> list[Input]:
-    """Files as given, folders' images (recursively, sorted), glob patterns expanded; no repeats."""
+def expand_inputs(items: Iterable[str], err: TextIO | None = None) -> list[Input]:
+    """Files as given, folders' images (recursively, sorted), glob patterns expanded; no repeats.
+    What a folder holds besides images is counted and said, in one line per folder, on ``err``."""
     out: list[Input] = []
     for item in items:
-        out.extend(_expand_one(item))
+        out.extend(_expand_one(item, err or sys.stderr))
     seen: set[str] = set()
     return [i for i in out if not (i.path in seen or seen.add(i.path))]
 
 
-def _expand_one(item: str) -> list[Input]:
+def scan_folder(folder: Path) -> tuple[list[Path], dict[str, list[str]]]:
+    """The image files under ``folder`` (recursively, sorted) and the entries skipped, by reason
+    (each with the name's suffix, for the message)."""
+    files: list[Path] = []
+    skipped: dict[str, list[str]] = {}
+    for entry in sorted(folder.rglob("*")):
+        if entry.is_dir():
+            if entry.is_symlink():
+                skipped.setdefault("linked folder (not followed)", []).append("")
+            continue
+        if entry.is_file():
+            if entry.suffix.lower() in IMAGE_SUFFIXES:
+                files.append(entry)
+            else:
+                skipped.setdefault("without an image suffix", []).append(entry.suffix.lower() or "no suffix")
+        elif entry.is_symlink():
+            skipped.setdefault("dangling or looping link", []).append("")
+        else:
+            skipped.setdefault("not a regular file (FIFO, socket or device)", []).append("")
+    return files, skipped
+
+
+def skipped_note(folder: str, n_images: int, skipped: dict[str, list[str]]) -> str:
+    """One line: how many entries of ``folder`` were skipped, and why."""
+    n = sum(map(len, skipped.values()))
+    parts = []
+    for reason, suffixes in skipped.items():
+        kinds = sorted({s for s in suffixes if s})
+        parts.append(f"{len(suffixes)} {reason}" + (f" ({', '.join(kinds[:8])}"
+                                                     + (", ..." if len(kinds) > 8 else "") + ")"
+                                                     if kinds else ""))
+    return (f"ferkit: {folder}: skipped {n} of {n + n_images} entries: {'; '.join(parts)}; images are "
+            f"read from {', '.join(sorted(IMAGE_SUFFIXES))} files")
+
+
+def _expand_one(item: str, err: TextIO) -> list[Input]:
     path = Path(item)
     if path.is_dir():
-        files = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        files, skipped = scan_folder(path)
+        if skipped:
+            print(skipped_note(item, len(files), skipped), file=err)
         return [Input(str(f)) for f in files] or [Input(item, "folder holds no images")]
     if path.exists():
         return [Input(item)]
@@ -178,7 +216,7 @@ def predict_paths(
     from ferkit.inference.annotate import save_annotated
 
     out, err = out or sys.stdout, err or sys.stderr
-    inputs = expand_inputs(items)
+    inputs = expand_inputs(items, err)
     writer = _make_writer(fmt, out, recognizer.model_name, max((len(i.path) for i in inputs), default=0))
     failed, taken = 0, set()
     annotate = annotate_dir is not None

@@ -43,23 +43,46 @@ def cache_key(teachers: Sequence[str], images: torch.Tensor) -> str:
     return json.dumps({"teachers": files, "images": images_digest}, sort_keys=True)
 
 
+def _digest(logits: torch.Tensor) -> str:
+    return hashlib.sha256(logits.contiguous().numpy().tobytes()).hexdigest()
+
+
+def _cached_logits(cache: Path, key: str, n: int) -> torch.Tensor | None:
+    """The cached logits if the cache is readable, intact and made for ``key``; else None (a
+    corrupt cache, say from a disk error, is announced and recomputed)."""
+    try:
+        with safe_open(cache, "pt") as f:
+            meta = f.metadata() or {}
+            if meta.get("teachers") != key:
+                return None
+            logits = f.get_tensor("logits")
+    except Exception as exc:  # SafetensorError, OSError, a missing tensor: all mean "unusable"
+        print(f"{cache}: unreadable ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}), "
+              "recomputing", file=sys.stderr)
+        return None
+    if logits.shape != (n, NUM_CLASSES) or logits.dtype != torch.float32:
+        return None
+    if "logits_sha256" in meta and meta["logits_sha256"] != _digest(logits):
+        print(f"{cache}: corrupt (its SHA-256 does not match), recomputing", file=sys.stderr)
+        return None
+    return logits
+
+
 def teacher_logits(teachers: Sequence[str], images: torch.Tensor, run_dir: Path,
                    write: bool = True) -> torch.Tensor:
     """The teachers' logits for ``images``, from the run folder's cache when it matches."""
     cache = run_dir / CACHE_NAME
     key = cache_key(teachers, images)
     if cache.is_file():
-        with safe_open(cache, "pt") as f:
-            if (f.metadata() or {}).get("teachers") == key:
-                logits = f.get_tensor("logits")
-                if logits.shape == (len(images), NUM_CLASSES):
-                    return logits
+        logits = _cached_logits(cache, key, len(images))
+        if logits is not None:
+            return logits
     print(f"teachers {', '.join(teachers)}: classifying {len(images)} training images once",
           file=sys.stderr, flush=True)
-    logits = ensemble_logits(teachers, images)
+    logits = ensemble_logits(teachers, images).contiguous()
     if write:
-        atomic_write(cache, lambda tmp: save_file({"logits": logits.contiguous()}, tmp,
-                                                  metadata={"teachers": key}))
+        atomic_write(cache, lambda tmp: save_file(
+            {"logits": logits}, tmp, metadata={"teachers": key, "logits_sha256": _digest(logits)}))
     return logits
 
 

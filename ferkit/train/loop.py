@@ -30,7 +30,7 @@ from ferkit.evaluate.metrics import compute_metrics
 from ferkit.models import create_model
 from ferkit.models.io import load_model, load_model_file, save_model, unwrap
 from ferkit.models.preprocess import to_model_input
-from ferkit.models.store import atomic_write, resolve, write_json
+from ferkit.models.store import atomic_write, remove_stale_temps, resolve, write_json
 from ferkit.runtime.torch_backend import predict_logits
 from ferkit.train import distributed
 from ferkit.train.augment import augment_batch, cutmix_batch, hflip
@@ -335,6 +335,9 @@ def fit(
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         ckpt_path = out / "checkpoint.pt"
+        if info.is_main and out.is_dir():  # half-written files of a run killed mid-write
+            for stale in remove_stale_temps(out):
+                print(f"removed {stale.name}, left by an interrupted write", file=sys.stderr)
         resuming = resume and ckpt_path.is_file()
         check_model_names(cfg, resuming)  # before minutes of data loading
         splits = {name: as_tensors(part) for name, part in load_splits(cfg, data_path).items()}

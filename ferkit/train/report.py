@@ -42,14 +42,21 @@ def prediction_picks(n_test: int, n: int = 12, seed: int = 0) -> list[int]:
     return sorted(rng.choice(n_test, size=min(n, n_test), replace=False).tolist())
 
 
-def build_report(run_dir: str | Path, data_path: str | Path | None = None) -> Path:
+def build_report(run_dir: str | Path, data_path: str | Path | None = None, *,
+                 score_test: bool = False) -> Path:
     run = Path(run_dir)
     meta = _read_json(run / "train_config.json")
     history = _read_json(run / "history.json")
     cfg = build_config(meta["config"])
+    if not cfg.test_at_end and not score_test:  # a model-selection run: its test split stays unseen
+        raise FerkitError(f"{run} was trained with test_at_end=false, so its test split is meant to "
+                          "stay unseen; pass --score-test to score it anyway")
     data = load_data(data_path or meta["data"])
     splits = split_data(data, cfg.split, cfg.split_seed)
     test = splits["test"]
+    if not len(test):
+        raise FerkitError(f"{data_path or meta['data']}: the {cfg.split} split has no test images to "
+                          "report on")
     model, card = load_model_file(run / "model")
     y_true = test.labels
     y_pred = predict_logits(model, torch.from_numpy(test.images)).argmax(1).numpy()
