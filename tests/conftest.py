@@ -102,3 +102,13 @@ def run_ferkit(*args: str, timeout: float = 600, **kwargs):
 
     return subprocess.run([sys.executable, "-m", "ferkit", *map(str, args)], cwd=REPO,
                           capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def corrupt_gzip(source: Path, target: Path) -> Path:
+    """``source`` gzipped into ``target`` with its first deflate block broken (a zlib.error)."""
+    import gzip
+
+    packed = bytearray(gzip.compress(source.read_bytes()))
+    packed[10:20] = b"\xff" * 10  # "invalid block type"
+    target.write_bytes(bytes(packed))
+    return target

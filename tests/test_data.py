@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_ferkit
+from conftest import corrupt_gzip, run_ferkit
 from PIL import Image
 
 from ferkit.data import load_data, split_data
@@ -165,10 +165,7 @@ def test_data_summary_writes_figures(fer_slice_csv, tmp_path):
 
 
 def test_corrupt_gzip_is_one_line(fer_slice_csv, tmp_path):
-    packed = bytearray(gzip.compress(fer_slice_csv.read_bytes()))
-    packed[10:20] = b"\xff" * 10  # the first deflate block: "invalid block type" (a zlib.error)
-    path = tmp_path / "fer2013.csv.gz"
-    path.write_bytes(bytes(packed))
+    path = corrupt_gzip(fer_slice_csv, tmp_path / "fer2013.csv.gz")
     with pytest.raises(DataError, match="cannot read CSV"):
         load_data(path)
     result = run_ferkit("data", "summary", "--data", path)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_ferkit, shared_file
+from conftest import corrupt_gzip, run_ferkit, shared_file
 
 from ferkit.data import load_data
 from ferkit.data.ferplus import read_votes, with_ferplus_labels
@@ -108,10 +108,7 @@ def test_train_on_votes_then_eval_reports_both_label_sets(ferplus_slice, tmp_pat
 
 def test_corrupt_gzipped_votes_are_one_line(ferplus_slice, tmp_path):
     csv_path, votes_path = ferplus_slice
-    packed = bytearray(gzip.compress(votes_path.read_bytes()))
-    packed[10:20] = b"\xff" * 10  # the first deflate block: "invalid block type" (a zlib.error)
-    bad = tmp_path / "votes.csv.gz"
-    bad.write_bytes(bytes(packed))
+    bad = corrupt_gzip(votes_path, tmp_path / "votes.csv.gz")
     with pytest.raises(DataError, match="cannot read FER\\+ votes"):
         read_votes(bad)
     result = run_ferkit("eval", "--model", "paper", "--data", csv_path, "--ferplus", bad, "--json")

@@ -1,0 +1,122 @@
+"""What moves a model's score on real faces? Prior correction, crop scale and shift, flip TTA.
+
+Crops every ExpW-dev labelled box once, as ferkit's pipeline does (YuNet, the eye-levelled crop,
+each box with the landmarks of the detection matched to it, IoU >= 0.3), and the found faces'
+crops for the end-to-end score (a missed face is wrong); then, for each model, scores:
+
+- decisions by ``log p - a * log prior`` (prior: the mean FER+ vote distribution of Training),
+  on ExpW-dev and on FER+ PublicTest (selection sets only; PrivateTest is never read here);
+- the crop zoomed by 0.90-1.15 or shifted 2 px up or down (a warp of the 48x48 crop);
+- flip TTA.
+
+Writes benchmarks/results/real_faces_study.json; results/real-faces/experiments.md quotes it:
+
+    .venv/bin/python benchmarks/real_faces_study.py runs/default-ferplus runs/large-ferplus
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from ferkit.data.labelled_photos import load_labelled_photos
+from ferkit.evaluate.metrics import compute_metrics
+from ferkit.evaluate.photos import match_boxes
+from ferkit.imageio import load_image
+from ferkit.inference.crop import crop_faces
+from ferkit.inference.detect import to_gray
+from ferkit.inference.recognizer import Recognizer
+from ferkit.models.io import load_model
+from ferkit.runtime.torch_backend import predict_logits
+from ferkit.train.config import load_config
+from ferkit.train.loop import load_splits
+
+REPO = Path(__file__).resolve().parents[1]
+PRIOR_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+ZOOMS = (0.9, 0.95, 1.05, 1.1, 1.15)
+
+
+def pipeline_crops(expw: Path) -> dict[str, np.ndarray]:
+    """Classifier-alone crops of every labelled box, end-to-end crops (zeros where missed)."""
+    data = load_labelled_photos(expw)
+    detector = Recognizer("default").detector
+    alone, found_crops, labels, found = [], [], [], []
+    for photo in data.photos:
+        rgb = load_image(photo.path)
+        gray = to_gray(rgb)
+        boxes = detector.detect(rgb)
+        crops = crop_faces(gray, boxes)
+        labelled = [f.box for f in photo.faces]
+        match = match_boxes(labelled, boxes)
+        boxed = [box if j is None or boxes[j].landmarks is None
+                 else dataclasses.replace(boxes[j], x=box.x, y=box.y, w=box.w, h=box.h)
+                 for box, j in zip(labelled, match, strict=True)]
+        alone.append(crop_faces(gray, boxed))
+        for face, j in zip(photo.faces, match, strict=True):
+            labels.append(face.label)
+            found.append(j is not None)
+            found_crops.append(crops[j] if j is not None else np.zeros((48, 48), np.uint8))
+    return {"alone": np.concatenate(alone), "e2e": np.stack(found_crops), "labels": np.array(labels),
+            "found": np.array(found)}
+
+
+def warped(crops: np.ndarray, zoom: float = 1.0, dy: float = 0.0) -> np.ndarray:
+    m = np.array([[zoom, 0, 24 - 24 * zoom], [0, zoom, 24 - 24 * zoom + dy]], np.float32)
+    return np.stack([cv2.warpAffine(c, m, (48, 48), flags=cv2.INTER_LINEAR,
+                                    borderMode=cv2.BORDER_REPLICATE) for c in crops])
+
+
+def study(model_ref: str, crops: dict[str, np.ndarray], val, prior: np.ndarray) -> dict:
+    net, _ = load_model(model_ref)
+
+    def log_probs(faces: np.ndarray, tta: bool = False) -> np.ndarray:
+        logits = predict_logits(net, torch.from_numpy(np.ascontiguousarray(faces)), tta=tta)
+        return logits.log_softmax(1).numpy()
+
+    y, found = crops["labels"], crops["found"]
+    alone, e2e, public = log_probs(crops["alone"]), log_probs(crops["e2e"]), log_probs(val.images)
+    out: dict = {"prior_correction": [], "crop": {}}
+    for a in PRIOR_WEIGHTS:
+        shift = -a * np.log(prior)
+        m = compute_metrics(y, (alone + shift).argmax(1))
+        end = np.where(found, (e2e + shift).argmax(1), -1)
+        out["prior_correction"].append({
+            "a": a, "expw_alone_accuracy": m["accuracy"], "expw_alone_macro_f1": m["macro_f1"],
+            "expw_end_to_end_accuracy": float((end == y).mean()),
+            "ferplus_public_accuracy": compute_metrics(val.labels, (public + shift).argmax(1))["accuracy"]})
+    accuracy = lambda lp: float((lp.argmax(1) == y).mean())  # noqa: E731
+    out["crop"]["as measured"] = accuracy(alone)
+    out["crop"] |= {f"zoom {z}": accuracy(log_probs(warped(crops["alone"], zoom=z))) for z in ZOOMS}
+    out["crop"] |= {f"shift {d:+d} px": accuracy(log_probs(warped(crops["alone"], dy=d))) for d in (-2, 2)}
+    out["flip_tta"] = accuracy(log_probs(crops["alone"], tta=True))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    shared = Path(os.environ.get("FERKIT_SHARED", REPO.parent / "shared"))
+    parser.add_argument("models", nargs="+", help="shipped names, weights files or run folders")
+    parser.add_argument("--shared", default=str(shared))
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "real_faces_study.json"))
+    args = parser.parse_args()
+    shared = Path(args.shared)
+    csv_path = shared / "data" / "fer2013" / "fer2013.csv.gz"
+    splits = load_splits(load_config(None, ["labels=ferplus"]), csv_path)
+    prior = splits["train"].targets.mean(0)
+    crops = pipeline_crops(shared / "data" / "expw-dev")
+    result = {"command": ".venv/bin/python benchmarks/real_faces_study.py " + " ".join(args.models),
+              "prior": prior.round(4).tolist(), "expw_found": int(crops["found"].sum()),
+              "models": {m: study(m, crops, splits["val"], prior) for m in args.models}}
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result["models"], indent=1))
+
+
+if __name__ == "__main__":
+    main()
