@@ -36,9 +36,11 @@ ROWS: list[tuple[str, list[str]]] = [
 
 def run_row(data: str, out: str, overrides: list[str], seed: int) -> tuple[str, dict]:
     cmd = ["ferkit", "train", "--config", "configs/ablation.toml", "--data", data, "--out", out,
-           "--resume", f"seed={seed}", *overrides]
+           f"seed={seed}", *overrides]
     if not (REPO / out / "metrics_test.json").is_file():
-        subprocess.run([sys.executable, "-m", "ferkit", *cmd[1:]], cwd=REPO, check=True)
+        # A killed row continues from its checkpoint (train refuses --resume without one).
+        resume = ["--resume"] if (REPO / out / "checkpoint.pt").is_file() else []
+        subprocess.run([sys.executable, "-m", "ferkit", *cmd[1:], *resume], cwd=REPO, check=True)
     metrics = json.loads((REPO / out / "metrics_test.json").read_text())
     return " ".join(shlex.quote(c) for c in cmd), metrics
 

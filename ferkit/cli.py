@@ -32,8 +32,31 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="FER2013 CSV(.gz), image folders or .tar.gz")
     p.add_argument("--out", required=True, help="run folder for checkpoints, history and weights")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    p.add_argument("--list-keys", action=_ListKeys,
+                   help="print every config key with its default and what it does, then exit")
     p.add_argument("overrides", nargs="*", help="config overrides such as epochs=5 model.dropout=0.2")
     p.set_defaults(func=_cmd_train)
+
+
+class _ListKeys(argparse.Action):
+    """``train --list-keys``: prints the config keys and exits, as --help does (no --data needed)."""
+
+    def __init__(self, option_strings: list[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # type: ignore[no-untyped-def]
+        try:
+            require("ferkit train --list-keys", *TRAIN_MODULES)
+            from ferkit.train.config import format_keys
+
+            text = format_keys()
+        except FerkitError as exc:
+            parser.exit(2, f"ferkit: error: {exc}\n")
+        try:
+            print(text, flush=True)
+        except BrokenPipeError:  # `ferkit train --list-keys | head`
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        parser.exit()
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -186,8 +209,11 @@ def _cmd_model_list(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from ferkit.serve.server import run_server
 
+    hosts = [h.strip() for h in args.allowed_hosts.split(",") if h.strip()] if args.allowed_hosts else None
     run_server(host=args.host, port=args.port, model=args.model, workers=args.workers,
-               max_upload_mb=args.max_upload_mb, detector=args.detector)
+               max_upload_mb=args.max_upload_mb, detector=args.detector, api_key=args.api_key,
+               allowed_hosts=hosts, max_connections=args.max_connections,
+               header_timeout=args.header_timeout, body_timeout=args.body_timeout)
     return 0
 
 
@@ -199,6 +225,18 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=1, help="processes, each with its own model")
     p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest accepted image upload")
     _add_detector_option(p)
+    p.add_argument("--api-key", default=None,
+                   help="require this key on /v1/... (X-API-Key or Authorization: Bearer); default: "
+                        "the FERKIT_API_KEY environment variable, which keeps it out of `ps`")
+    p.add_argument("--allowed-hosts", default=None,
+                   help="comma-separated Host header names to answer (*.example.org allowed; '*': any); "
+                        "default: loopback names when bound to loopback, else any")
+    p.add_argument("--max-connections", type=int, default=2048,
+                   help="open connections per worker; past it requests get 503")
+    p.add_argument("--header-timeout", type=float, default=10.0,
+                   help="seconds a client has to send a request's headers (else 408, closed)")
+    p.add_argument("--body-timeout", type=float, default=60.0,
+                   help="seconds a client has to send a request's body after its headers")
     p.set_defaults(func=_cmd_serve)
 
 
@@ -246,7 +284,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     detector = None if args.no_detect else args.detector
     recognizer = Recognizer(args.model, detector=detector, backend=args.backend)
     return predict_paths(args.paths, recognizer, fmt=args.format, annotate_dir=args.annotate,
-                         detect=not args.no_detect)
+                         detect=not args.no_detect, explain=args.explain)
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
@@ -260,9 +298,32 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(format="table")
     p.add_argument("--annotate", metavar="OUTDIR", help="save copies with boxes, labels and bars here")
     p.add_argument("--no-detect", action="store_true", help="inputs are already-cropped faces")
+    p.add_argument("--explain", action="store_true",
+                   help="what each label relied on (occlusion maps): drawn on --annotate copies, in --json")
     _add_detector_option(p)
     _add_backend_option(p)
     p.set_defaults(func=_cmd_predict)
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from ferkit.inference.files import explain_paths
+    from ferkit.inference.recognizer import Recognizer
+
+    check_output("--out", args.out, folder=True)
+    detector = None if args.no_detect else args.detector
+    recognizer = Recognizer(args.model, detector=detector, backend=args.backend)
+    return explain_paths(args.paths, recognizer, args.out, detect=not args.no_detect)
+
+
+def _add_explain(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("explain", help="what each face's label relied on: crop, heat map and overlay PNGs")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (recursive) or globs")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the PNG files")
+    _add_model_option(p)
+    p.add_argument("--no-detect", action="store_true", help="inputs are already-cropped faces")
+    _add_detector_option(p)
+    _add_backend_option(p)
+    p.set_defaults(func=_cmd_explain)
 
 
 def _cmd_video(args: argparse.Namespace) -> int:
@@ -334,7 +395,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 # Each command group registers itself here; keep one _add_* function per command.
 _COMMANDS = [_add_train, _add_eval, _add_report, _add_data, _add_model, _add_serve,
-             _add_predict, _add_video, _add_export]
+             _add_predict, _add_explain, _add_video, _add_export]
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

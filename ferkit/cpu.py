@@ -37,6 +37,28 @@ def cgroup_cpu_quota(path: Path = Path("/sys/fs/cgroup/cpu.max")) -> int | None:
         return None
 
 
+def _mallopt(mmap_threshold: int, trim_threshold: int) -> bool:
+    """Set glibc's fixed mmap and trim thresholds; False where the C library has no mallopt."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError, TypeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(
+        mallopt(_M_TRIM_THRESHOLD, trim_threshold))
+
+
+def return_freed_memory(threshold: int = 1 << 20) -> bool:
+    """Serve every block over ``threshold`` bytes with its own mmap(), returned to the system on free.
+
+    What a long-running service wants: glibc otherwise raises its mmap threshold after the first
+    large free (up to 32 MB), so a decoded photo's pixels land in heap arenas that keep their size
+    after one spike (one arena per decoding thread). ``ferkit serve``'s workers apply it.
+    """
+    return _mallopt(threshold, threshold)
+
+
 def keep_freed_memory(threshold: int = 256 << 20) -> bool:
     """Let freed tensor memory (blocks up to ``threshold`` bytes) stay in the process for reuse.
 
@@ -47,10 +69,4 @@ def keep_freed_memory(threshold: int = 256 << 20) -> bool:
     library has no ``mallopt`` (not glibc). A process with it keeps up to ``2 * threshold`` of freed
     memory instead of returning it to the system, so ``ferkit serve`` does not apply it (cli.main).
     """
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError, TypeError):
-        return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, threshold)) and bool(mallopt(_M_TRIM_THRESHOLD, 2 * threshold))
+    return _mallopt(threshold, 2 * threshold)

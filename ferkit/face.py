@@ -71,3 +71,9 @@ class Box:
 
     def rect(self) -> dict[str, int]:
         return {"x": self.x, "y": self.y, "w": self.w, "h": self.h}
+
+    def scaled(self, factor: float) -> Box:
+        """The same box in an image ``factor`` times the size (found on a reduced copy)."""
+        marks = None if self.landmarks is None else tuple((x * factor, y * factor) for x, y in self.landmarks)
+        return Box(round(self.x * factor), round(self.y * factor), round(self.w * factor),
+                   round(self.h * factor), marks, self.score)

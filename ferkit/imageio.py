@@ -11,6 +11,7 @@ import io
 import os
 import warnings
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -26,17 +27,25 @@ IMAGE_SUFFIXES = frozenset(
 # else is even identified: EPS/PS would run Ghostscript, and other plugins are rarely exercised.
 PIL_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP", "PPM")
 
-# Refuse images above this many pixels before decoding them (a 40-megapixel photo is fine).
+# Refuse images above this many pixels before decoding them (a 40-megapixel photo is fine). The
+# service uses a lower limit (ferkit.serve): one decode there must fit beside others in one worker.
 MAX_PIXELS = 80_000_000
 
 ImageSource = str | os.PathLike | bytes | Image.Image | np.ndarray
+Readable = bytes | str | os.PathLike | IO[bytes]  # IO: an open binary file, read from its start
 
 
-def _open(data: bytes | str | os.PathLike) -> Image.Image:
+def _open(data: Readable, max_pixels: int = MAX_PIXELS) -> Image.Image:
     if isinstance(data, bytes):
         if not data:
             raise ImageError("empty file (0 bytes)")
         fp: object = io.BytesIO(data)
+    elif hasattr(data, "read"):
+        data.seek(0)
+        if not data.read(1):
+            raise ImageError("empty file (0 bytes)")
+        data.seek(0)
+        fp = data
     else:
         path = Path(data)
         if not path.exists():
@@ -62,20 +71,72 @@ def _open(data: bytes | str | os.PathLike) -> Image.Image:
     except Exception as exc:  # format plugins also raise ValueError, NotImplementedError, ...
         raise ImageError(f"malformed image header: {_reason(exc)}") from None
     w, h = img.size
-    if w * h > MAX_PIXELS:
-        raise ImageError(f"image dimensions too large ({w}x{h} pixels, limit {MAX_PIXELS:,})")
+    if w * h > max_pixels:
+        raise ImageError(f"image dimensions too large ({w}x{h} pixels, limit {max_pixels:,})")
     return img
 
 
-def _decode(img: Image.Image) -> Image.Image:
+def _decode(img: Image.Image, max_side: int | None = None) -> Image.Image:
+    return _decode_sized(img, max_side)[0]
+
+
+def _decode_sized(img: Image.Image, max_side: int | None = None) -> tuple[Image.Image, tuple[int, int]]:
+    """Decode the pixels, EXIF-rotated; with ``max_side``, no larger than that on either side
+    (JPEG decodes at the reduced size directly, others are reduced right after decoding, before
+    any conversion, so the only full-size pixels held are the decoder's own).
+    Also returns the full-size image's (EXIF-rotated) width and height."""
+    width, height = img.size
     try:
+        if max_side is not None and img.format == "JPEG" and max(img.size) > max_side:
+            img.draft(img.mode, (max_side, max_side))  # DCT scaling: never holds the full size
         img.load()
-        img = ImageOps.exif_transpose(img)
+        loaded = img.size
+        ImageOps.exif_transpose(img, in_place=True)  # not a copy: a full-size copy costs as much as the image
+        if img.size != loaded:  # rotated by a quarter turn
+            width, height = height, width
+        if max_side is not None:
+            img = _shrink(img, max_side)
     except MemoryError:
         raise
     except Exception as exc:  # untrusted bytes: any decoder failure is the file's fault
         raise ImageError(f"corrupt or truncated image: {_reason(exc)}") from None
-    return img
+    return img, (width, height)
+
+
+SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
+
+
+def _shrink(img: Image.Image, max_side: int) -> Image.Image:
+    """``img`` reduced by an integer factor (box filter: cheap and alias-free) to at most twice
+    ``max_side``, then resized to it exactly. The reduction runs on bands of rows: Pillow's own
+    reduce of a whole RGBA image makes a full-size premultiplied copy."""
+    if max(img.size) <= max_side:
+        return img
+    factor = max(img.size) // max_side
+    if factor <= 1:
+        return _resize_longest(to_rgb(img) if img.mode in ("1", "P") + SIXTEEN_BIT else img, max_side)
+    width, height = max(1, img.width // factor), max(1, img.height // factor)
+    right, bottom = min(img.width, width * factor), min(img.height, height * factor)
+    out = Image.new("RGB" if img.mode in ("1", "P") else img.mode, (width, height))
+    rows = factor * max(1, 4 * 2**20 // (img.width * 4 * factor))  # about 4 MB per band
+    for top in range(0, bottom, rows):
+        band = img.crop((0, top, right, min(top + rows, bottom)))
+        if band.mode in ("1", "P"):
+            band = to_rgb(band)
+        if band.mode in SIXTEEN_BIT:  # reduce lacks 16-bit modes; a box resize is the same filter
+            band = band.resize((width, -(-band.height // factor)), Image.Resampling.BOX)
+        else:
+            band = band.reduce(factor)  # a partial last block (1-pixel images) counts as one
+        out.paste(band, (0, top // factor))
+    return _resize_longest(_sixteen_to_gray(out) if out.mode in SIXTEEN_BIT else out, max_side)
+
+
+def _resize_longest(img: Image.Image, max_side: int) -> Image.Image:
+    if max(img.size) <= max_side:
+        return img
+    scale = max_side / max(img.size)
+    return img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
+                      Image.Resampling.BILINEAR)
 
 
 def _reason(exc: BaseException) -> str:
@@ -88,13 +149,24 @@ def _reason(exc: BaseException) -> str:
     return " ".join(text.split())[:200] or type(exc).__name__
 
 
+def _sixteen_to_gray(img: Image.Image) -> Image.Image:
+    """16/32-bit gray to 8-bit "L", scaled by the image's maximum when it passes 255, a band of
+    rows at a time: the only full-size copy made is the 8-bit result (no float64 image)."""
+    arr = np.asarray(img)
+    out = np.empty(arr.shape, np.uint8)
+    hi = int(arr.max()) if arr.size else 0
+    for top in range(0, arr.shape[0], 256):
+        band = arr[top:top + 256]
+        if hi > 255:
+            band = band.astype(np.int64) * 255 // hi
+        out[top:top + 256] = np.clip(band, 0, 255)
+    return Image.fromarray(out, "L")
+
+
 def to_rgb(img: Image.Image) -> Image.Image:
     """Convert any PIL mode to 8-bit RGB (16-bit gray is scaled, alpha composited on white)."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img, dtype=np.float64)
-        hi = arr.max() if arr.size else 1.0
-        arr = arr * (255.0 / hi) if hi > 255 else arr
-        img = Image.fromarray(arr.clip(0, 255).astype(np.uint8), "L")
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        img = _sixteen_to_gray(img)
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -102,7 +174,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_image(source: ImageSource, color: str = "rgb") -> np.ndarray:
+def load_image(source: ImageSource, color: str = "rgb", max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Decode ``source`` into an HxWx3 uint8 RGB array.
 
     ``color`` says how to read a numpy array: "rgb", "bgr" (OpenCV) or "gray".
@@ -111,7 +183,20 @@ def load_image(source: ImageSource, color: str = "rgb") -> np.ndarray:
         return array_to_rgb(source, color)
     if isinstance(source, Image.Image):
         return np.asarray(to_rgb(_decode(source)))
-    return np.asarray(to_rgb(_decode(_open(source))))
+    return np.asarray(to_rgb(_decode(_open(source, max_pixels))))
+
+
+def load_image_within(source: Readable, max_side: int,
+                      max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, float, tuple[int, int]]:
+    """Decode into RGB no larger than ``max_side`` on either side, for bounded memory.
+
+    Returns the array, the scale from the decoded image's pixels to the original's (multiply a
+    box by it) and the original (EXIF-rotated) width and height. Faces are found at a few hundred
+    pixels and cropped to 48, so a 2,000-pixel copy finds and classifies what the full image does.
+    """
+    img, size = _decode_sized(_open(source, max_pixels), max_side)
+    arr = np.asarray(to_rgb(img))
+    return arr, size[0] / arr.shape[1], size
 
 
 def load_gray(source: bytes | str | os.PathLike) -> np.ndarray:

@@ -110,6 +110,8 @@ BAD_CSVS = {
     "not_integer": ("emotion,pixels,Usage\n0,{nan},Training\n", "row 2: pixel value 'x'"),
     "unknown_label": ("emotion,pixels,Usage\n9,{px},Training\n", "row 2: unknown label '9'"),
     "unknown_usage": ("emotion,pixels,Usage\n1,{px},Holdout\n", "row 2: unknown Usage"),
+    # No header row: the first row's 2,304 pixel values are not echoed as the header found.
+    "no_header": ("0,{px},Training\n1,{px},Training\n", "the first line does not look like a header"),
 }
 
 
@@ -127,6 +129,7 @@ def test_bad_csv_gives_one_line_error(tmp_path, case):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     assert str(path) in lines[0] and expected in lines[0], lines[0]
+    assert len(lines[0]) < 300 + len(str(path)), f"a {len(lines[0])}-character error"
 
 
 def test_missing_path_and_unreadable_image(tmp_path):

@@ -17,7 +17,7 @@ from support.malformed import bomb_jpeg, bomb_png, malformed_requests, multipart
 from ferkit.face import CLASSES
 
 MAX_UPLOAD = 10 * 1024 * 1024  # the server's default --max-upload-mb 10
-FACE_KEYS = {"box", "label", "score", "probabilities", "landmarks", "detection_score"}
+FACE_KEYS = {"box", "label", "score", "uncertain", "probabilities", "landmarks", "detection_score"}
 
 
 @pytest.fixture(scope="module")

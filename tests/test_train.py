@@ -112,7 +112,9 @@ def test_run_folder_eval_and_report(fer_slice_csv, tmp_path):
 
 
 @pytest.mark.parametrize(("override", "message"), [
-    ("epochz=3", "unknown config key(s): epochz"),
+    ("epochz=3", "unknown config key(s): epochz (did you mean 'epochs'?)"),
+    ("model.widht=[8,16]", "unknown model key(s) of paper_net: widht (did you mean 'widths'?)"),
+    ("augment.zom=0.1", "unknown augment key(s): zom (did you mean 'zoom'?)"),
     ("teachers=paper", "must be a list of model names"),
     ("ema_decay=abc", "ema_decay='abc' must be a number"),
     ("init_from=no-such-model", "unknown model 'no-such-model'"),
@@ -261,3 +263,131 @@ def test_corrupt_teacher_logit_cache_is_recomputed(fer_slice_csv, tmp_path):
         assert "classifying 640 training images once" in result.stderr
         with safe_open(cache, "pt") as f:
             assert f.get_tensor("logits").equal(good)
+
+
+def test_typos_in_a_toml_config_get_a_did_you_mean(tmp_path):
+    from ferkit.errors import FerkitError
+
+    for text, message in [
+        ("epcohs = 3\n", "unknown config key(s): epcohs (did you mean 'epochs'?)"),
+        ("[model]\ndropuot = 0.2\n", "unknown model key(s) of paper_net: dropuot (did you mean 'dropout'?)"),
+        ("[augment]\nrotaton = 5.0\n", "unknown augment key(s): rotaton (did you mean 'rotation'?)"),
+        ('arch = "papernet"\n', "unknown architecture 'papernet' (did you mean 'paper_net'?)"),
+    ]:
+        path = tmp_path / "typo.toml"
+        path.write_text(text)
+        with pytest.raises(FerkitError) as err:
+            load_config(path)
+        assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_list_keys_prints_every_key_with_its_default_and_help_as_the_docs_do():
+    import dataclasses
+
+    from ferkit.train.augment import AugmentConfig
+    from ferkit.train.config import TrainConfig
+
+    result = run_ferkit("train", "--list-keys")  # no --data or --out needed, as with --help
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if not line.startswith("#")]
+    listed = {line.split(" = ")[0]: line for line in lines}
+    expected = {f.name for f in dataclasses.fields(TrainConfig)} - {"model", "augment"}
+    expected |= {f"augment.{f.name}" for f in dataclasses.fields(AugmentConfig)}
+    expected |= {f"model.{k}" for k in ("stem", "widths", "blocks_per_stage", "se", "separable",
+                                        "shortcut", "dropout", "num_classes")}
+    assert set(listed) == expected
+    for name, line in listed.items():
+        assert "  # " in line and line.split("  # ", 1)[1].strip(), f"{name} has no help text"
+    assert listed["epochs"].startswith("epochs = 50 ") and listed["augment.hflip"].startswith(
+        "augment.hflip = true ") and listed["model.stem"].startswith("model.stem = [32, 64] ")
+    # The list is itself a config (TOML), of the defaults.
+    import tomllib
+
+    from ferkit.train.config import build_config
+
+    listed_config = build_config(tomllib.loads(result.stdout)).to_dict()
+    assert listed_config.pop("model")["widths"] == [128, 256, 512]  # the constructor's defaults
+    assert listed_config == {k: v for k, v in TrainConfig().to_dict().items() if k != "model"}
+    # The docs page holds the same list.
+    assert result.stdout.strip() in (REPO / "docs" / "config-keys.md").read_text()
+
+
+@pytest.mark.parametrize("case", ["missing", "dangling", "directory"])
+def test_resume_without_a_checkpoint_file_is_one_line_before_the_data_is_read(case, tmp_path, capsys):
+    from ferkit.cli import main
+
+    ckpt = tmp_path / "checkpoint.pt"
+    if case == "dangling":
+        ckpt.symlink_to(tmp_path / "gone.pt")
+    elif case == "directory":
+        ckpt.mkdir()
+    # A data path that does not exist: reading it first would be a different error.
+    code = main(["train", "--data", str(tmp_path / "no.csv"), "--out", str(tmp_path), "--resume", *TINY])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    expected = {
+        "missing": f"--resume: no checkpoint at {ckpt}; run without --resume to start a new run",
+        "dangling": f"--resume: {ckpt} is a dangling symlink",
+        "directory": f"{ckpt} is a directory",
+    }[case]
+    assert expected in err and "no.csv" not in err
+    if case == "directory":  # a new run too: it would fail after its first epoch
+        code = main(["train", "--data", str(tmp_path / "no.csv"), "--out", str(tmp_path), *TINY])
+        assert code == 2 and f"{ckpt} is a directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["checkpoint.pt", "model.safetensors", "history.json"])
+def test_a_new_run_refuses_an_out_that_holds_a_run(name, tmp_path, capsys):
+    from ferkit.cli import main
+
+    (tmp_path / name).write_bytes(b"a run's file")
+    code = main(["train", "--data", str(tmp_path / "no.csv"), "--out", str(tmp_path), *TINY])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert (f"{tmp_path} already holds a run; pass --resume to continue it, or choose another --out"
+            in err)
+    assert (tmp_path / name).read_bytes() == b"a run's file"
+    # An empty folder is fine: the run goes on (here to the missing data).
+    (tmp_path / name).unlink()
+    code = main(["train", "--data", str(tmp_path / "no.csv"), "--out", str(tmp_path), *TINY])
+    assert code == 2 and "no.csv: no such file" in capsys.readouterr().err
+
+
+def test_a_compiled_run_says_so_and_leaves_compilation_out_of_its_img_s(monkeypatch, capsys):
+    from torch import nn
+
+    from ferkit.train import distributed, loop
+
+    now = [0.0]
+    monkeypatch.setattr(loop, "clock", lambda: now[0])
+
+    class SlowFirstCall(nn.Module):
+        """A model whose first batch takes 100 s (compiling) and every other 0.5 s."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = nn.Sequential(nn.Flatten(), nn.Linear(48 * 48, 7))
+            self.calls = 0
+
+        def forward(self, x):
+            now[0] += 100.0 if self.calls == 0 else 0.5
+            self.calls += 1
+            return self.net(x)
+
+    cfg = load_config(None, ["batch_size=16", "amp=off"])
+    faces = loop.Faces(torch.randint(0, 256, (160, 48, 48), dtype=torch.uint8),
+                       torch.randint(0, 7, (160,)))
+    model = SlowFirstCall()
+    opt = torch.optim.Adam(model.parameters())
+    row = loop.train_one_epoch(model, opt, faces, cfg, loop.RunState(), distributed.DistInfo(), None,
+                               torch.amp.GradScaler("cpu", enabled=False), compiling=True)
+    assert row["images_per_s"] == pytest.approx(16 / 0.5)  # 9 batches of 16 faces in 4.5 s
+    assert row["train_seconds"] == pytest.approx(104.5)  # the wall clock keeps it
+    err = capsys.readouterr().err
+    assert "compiling (first batch)..." in err and "compiled in 100 s" in err
+    # Without compilation every batch counts, the first one too.
+    model.calls, now[0] = 1, 0.0
+    row = loop.train_one_epoch(model, opt, faces, cfg, loop.RunState(), distributed.DistInfo(), None,
+                               torch.amp.GradScaler("cpu", enabled=False))
+    assert row["images_per_s"] == pytest.approx(160 / 5.0)
+    assert "compiling" not in capsys.readouterr().err

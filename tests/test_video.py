@@ -105,3 +105,31 @@ def test_output_paths_are_checked_before_the_video_is_read(face_video, tmp_path,
     assert len(lines) == 1 and lines[0].startswith(f"ferkit: error: {option} {path}: "), proc.stderr
     assert message in proc.stderr and "frames/s" not in proc.stderr  # no frame was analysed
     assert not (tmp_path / "new").exists()
+
+
+def test_a_face_seen_in_one_frame_is_drawn_as_dots_not_an_empty_panel(tmp_path):
+    from ferkit.face import CLASSES
+    from ferkit.inference.annotate import CLASS_COLORS
+    from ferkit.inference.types import face_from_probs
+    from ferkit.inference.video import (
+        PANEL_HEIGHT,
+        PLOT_LEFT,
+        PLOT_RIGHT,
+        PLOT_TOP,
+        PLOT_WIDTH,
+        FaceRecord,
+        plot_emotions,
+    )
+
+    def probs(main: str, p: float) -> list[float]:
+        return [p if c == main else (1 - p) / 6 for c in CLASSES]
+
+    records = [FaceRecord(i, i / 30, 1, face_from_probs(probs("happy", 0.9), None)) for i in range(30)]
+    records.append(FaceRecord(15, 0.5, 2, face_from_probs(probs("sad", 0.8), None)))  # one frame only
+    path = plot_emotions(records, tmp_path / "emotions.png", rate=30)
+    img = cv2.imread(str(path))
+    for k, colour in ((0, "happy"), (1, "sad")):  # the long track's panel, then the one-frame one
+        top = PLOT_TOP + k * PANEL_HEIGHT + 8
+        panel = img[top + 2 : top + PANEL_HEIGHT - 26, PLOT_LEFT + 2 : PLOT_WIDTH - PLOT_RIGHT - 2]
+        bgr = np.array(CLASS_COLORS[colour][::-1], np.uint8)
+        assert (panel == bgr).all(axis=2).sum() >= 9, f"panel {k + 1}: no {colour} drawn"

@@ -94,6 +94,30 @@ def test_uploading_the_astronaut_boxes_one_happy_face(page, astronaut_png: Path)
         page.screenshot(path=str(SCREENSHOT), full_page=True)
 
 
+def test_the_explanation_toggle_overlays_the_map_on_the_face(page, astronaut_png: Path,
+                                                              tmp_path: Path) -> None:
+    """Ticked, the page asks for ?explain=true and tints the mouth (what a happy label relies on)
+    but not the forehead; unticked, the photo is plain again."""
+    photo = tmp_path / "explain-me.png"  # a new name: the same file again fires no change event
+    photo.write_bytes(astronaut_png.read_bytes())
+    upload_and_wait(page, photo)
+    mouth, forehead = (224, 145), (224, 80)  # YuNet's mouth corners' middle; well above the eyes
+    plain_mouth, plain_forehead = canvas_pixel(page, *mouth), canvas_pixel(page, *forehead)
+    page.locator("#results").evaluate("el => { el.dataset.state = 'idle'; }")
+    page.check("#explain")
+    page.wait_for_selector("#results[data-state='done']", timeout=120_000)
+    assert page.get_attribute("#canvas", "data-heatmaps") == "1"
+    tinted = canvas_pixel(page, *mouth)
+    assert sum(abs(a - b) for a, b in zip(tinted, plain_mouth)) > 60, (tinted, plain_mouth)
+    assert sum(abs(a - b) for a, b in zip(canvas_pixel(page, *forehead), plain_forehead)) < 30
+    page.locator("#results").evaluate("el => { el.dataset.state = 'idle'; }")
+    page.uncheck("#explain")
+    page.wait_for_selector("#results[data-state='done']", timeout=120_000)
+    assert page.get_attribute("#canvas", "data-heatmaps") == "0"
+    assert canvas_pixel(page, *mouth) == plain_mouth
+    assert page.errors == []
+
+
 def test_a_photo_without_a_face_says_so(page, tmp_path: Path) -> None:
     path = tmp_path / "gradient.png"
     Image.linear_gradient("L").resize((300, 200)).save(path)

@@ -15,6 +15,7 @@ from ferkit.face import NUM_CLASSES
 
 PIXELS = 48 * 48
 REQUIRED_COLUMNS = ("emotion", "pixels")
+HEADER_SHOWN = 80  # characters of a wrong first line that an error message shows
 
 
 def _open_text(path: Path):
@@ -63,10 +64,7 @@ def load_challenge_csv(path: str | Path) -> FerData:
             header = [h.strip() for h in next(reader, [])]
             missing = [c for c in REQUIRED_COLUMNS if c not in header]
             if missing:
-                raise DataError(
-                    f"{path}: missing column(s) {', '.join(missing)}; expected header "
-                    f"'emotion,pixels,Usage', found {','.join(header) or 'nothing'}"
-                )
+                raise DataError(_header_error(path, header, missing))
             i_emotion, i_pixels = header.index("emotion"), header.index("pixels")
             i_usage = header.index("Usage") if "Usage" in header else None
             for row_no, row in enumerate(reader, start=2):
@@ -91,6 +89,19 @@ def load_challenge_csv(path: str | Path) -> FerData:
         sources=sources,
         origin=str(path),
     )
+
+
+def _header_error(path: Path, header: list[str], missing: list[str]) -> str:
+    """The one line for a first line that is not the expected header; a data row (no header at
+    all: 2,304 pixel values) is shown cut short, not whole."""
+    expected = "expected the header 'emotion,pixels,Usage'"
+    if not header:
+        return f"{path}: empty; {expected}"
+    found = ",".join(header)
+    shown = found if len(found) <= HEADER_SHOWN else found[:HEADER_SHOWN] + "..."
+    if any(h.replace(" ", "").isdigit() for h in header):  # numbers: a data row
+        return f"{path}: the first line does not look like a header ({shown!r}); {expected} first"
+    return f"{path}: missing column(s) {', '.join(missing)}; {expected}, found {shown!r}"
 
 
 def _parse_label(text: str, where: str) -> int:

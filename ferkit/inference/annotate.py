@@ -14,6 +14,7 @@ import numpy as np
 
 from ferkit.errors import FerkitError
 from ferkit.face import CLASSES
+from ferkit.inference.explain import overlay_on_image
 from ferkit.inference.types import Face, Prediction
 
 # RGB colour per class, so a glance at the bars tells the mix of emotions.
@@ -29,10 +30,14 @@ def draw_faces(
     image: np.ndarray, faces: Sequence[Face], ids: Sequence[int] | None = None, bgr: bool = False
 ) -> np.ndarray:
     """A copy of ``image`` with every face (that has a box) drawn; ``ids`` prefix the labels.
+    Faces with an explanation get its map blended on first, under the box and the label.
 
     ``bgr`` says the array is in OpenCV's channel order (video frames), so colours are swapped.
     """
     out = np.ascontiguousarray(image).copy()
+    for face in faces:
+        if face.explanation is not None:
+            overlay_on_image(out if not bgr else out[:, :, ::-1], face.explanation)
     scale = max(0.45, min(out.shape[:2]) / 700)
     colors = {c: rgb[::-1] for c, rgb in CLASS_COLORS.items()} if bgr else CLASS_COLORS
     for i, face in enumerate(faces):
@@ -62,7 +67,7 @@ def _draw_box(img: np.ndarray, face: Face, prefix: str, scale: float, colors: di
     color = colors[face.label]
     thick = max(1, round(2 * scale))
     cv2.rectangle(img, (b.x, b.y), (b.x + b.w, b.y + b.h), color, thick)
-    text = f"{prefix}{face.label} {face.score:.2f}"
+    text = f"{prefix}{face.label} {face.score:.2f}{'?' if face.uncertain else ''}"
     (tw, th), base = cv2.getTextSize(text, FONT, scale, thick)
     top = b.y - th - base - 4 if b.y - th - base - 4 >= 0 else b.y + b.h
     cv2.rectangle(img, (b.x, top), (b.x + tw + 4, top + th + base + 4), color, -1)
@@ -94,9 +99,13 @@ def _draw_bars(img: np.ndarray, face: Face, scale: float, colors: dict) -> None:
 
 def save_annotated(rgb: np.ndarray, prediction: Prediction, path: str | Path) -> Path:
     """Draw ``prediction`` on ``rgb`` and write it (format from the suffix, e.g. .png, .jpg)."""
+    return save_rgb(draw_faces(rgb, prediction.faces), path)
+
+
+def save_rgb(rgb: np.ndarray, path: str | Path) -> Path:
+    """Write an RGB uint8 array (format from the suffix), making the folder if needed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    bgr = cv2.cvtColor(draw_faces(rgb, prediction.faces), cv2.COLOR_RGB2BGR)
-    if not cv2.imwrite(str(path), bgr):
-        raise FerkitError(f"{path}: cannot write annotated image")
+    if not cv2.imwrite(str(path), cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)):
+        raise FerkitError(f"{path}: cannot write image")
     return path

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+import cv2
 import numpy as np
 
 from ferkit.errors import ImageError
-from ferkit.face import CLASSES
+from ferkit.face import CLASSES, FACE_SIZE
 from ferkit.imageio import IMAGE_SUFFIXES, load_image
 from ferkit.inference.types import LANDMARK_COLUMNS, Prediction, error_json, landmark_cells, prediction_json
 
@@ -128,7 +129,8 @@ class TableWriter(Writer):
         for i, face in enumerate(pred.faces, 1):
             b = face.box
             box = f"{b.x},{b.y},{b.w},{b.h}" if b else "(whole image)"
-            print(f"{pred.source:{self.w}s}  {i:<4d}  {box:18s}  {face.label:8s}  {face.score:.3f}",
+            flag = "  uncertain" if face.uncertain else ""
+            print(f"{pred.source:{self.w}s}  {i:<4d}  {box:18s}  {face.label:8s}  {face.score:.3f}{flag}",
                   file=self.out)
 
     def error(self, source: str, reason: str) -> None:
@@ -145,8 +147,8 @@ class JsonWriter(Writer):
         print(json.dumps(error_json(source, reason, self.model_name)), file=self.out)
 
 
-CSV_FIELDS = ["source", "face", "x", "y", "w", "h", "label", "score", *CLASSES, *LANDMARK_COLUMNS,
-              "detection_score", "note", "error"]
+CSV_FIELDS = ["source", "face", "x", "y", "w", "h", "label", "score", "uncertain", *CLASSES,
+              *LANDMARK_COLUMNS, "detection_score", "note", "error"]
 
 
 class CsvWriter(Writer):
@@ -165,8 +167,8 @@ class CsvWriter(Writer):
             box = face.box.rect() if face.box else {}
             probs = {c: f"{p:.6f}" for c, p in face.probabilities.items()}
             self._csv.writerow({"source": pred.source, "face": i, **box, "label": face.label,
-                                "score": f"{face.score:.6f}", **probs, **landmark_cells(face.box),
-                                "note": pred.note})
+                                "score": f"{face.score:.6f}", "uncertain": int(face.uncertain), **probs,
+                                **landmark_cells(face.box), "note": pred.note})
 
     def error(self, source: str, reason: str) -> None:
         self._csv.writerow({"source": source, "error": reason})
@@ -211,8 +213,11 @@ def predict_paths(
     detect: bool = True,
     out: TextIO | None = None,
     err: TextIO | None = None,
+    explain: bool = False,
 ) -> int:
-    """Predict every input and write the results; returns the exit status (1 if any failed)."""
+    """Predict every input and write the results; returns the exit status (1 if any failed).
+
+    ``explain``: every face gets its occlusion map (in the JSON, and drawn on annotated copies)."""
     from ferkit.inference.annotate import save_annotated
 
     out, err = out or sys.stdout, err or sys.stderr
@@ -222,7 +227,8 @@ def predict_paths(
     annotate = annotate_dir is not None
     for chunk in _chunks(inputs, CHUNK_ANNOTATE if annotate else CHUNK):
         loaded = [_load(item, recognizer, detect, keep=annotate) for item in chunk]
-        preds = iter(recognizer.classify_found([done[0] for done in loaded if not isinstance(done, str)]))
+        preds = iter(recognizer.classify_found([done[0] for done in loaded if not isinstance(done, str)],
+                                               explain))
         for item, done in zip(chunk, loaded, strict=True):
             if isinstance(done, str):
                 failed += 1
@@ -236,6 +242,52 @@ def predict_paths(
                 save_annotated(done[1], pred, annotated_path(Path(annotate_dir), item.path, taken))
     writer.close()
     return 1 if failed else 0
+
+
+def explain_paths(items: list[str], recognizer: Recognizer, out_dir: str | Path, detect: bool = True,
+                  out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """``ferkit explain``: per face, its crop, its occlusion map and the two blended (PNG, 4x
+    the crop's size), and per image a copy with the maps drawn on the faces; a line per file."""
+    from ferkit.inference.annotate import save_annotated, save_rgb
+    from ferkit.inference.explain import colorize, overlay_on_face
+
+    out, err = out or sys.stdout, err or sys.stderr
+    out_dir = Path(out_dir)
+    failed, taken = 0, set()
+    for item in expand_inputs(items, err):
+        done = _load(item, recognizer, detect, keep=True)
+        if isinstance(done, str):
+            failed += 1
+            print(f"ferkit: {item.path}: {done}", file=err)
+            continue
+        found, rgb = done
+        pred = recognizer.classify_found([found], explain=True)[0]
+        photo = save_annotated(rgb, pred, annotated_path(out_dir, item.path, taken))
+        print(f"{item.path}: {len(pred.faces)} face(s) -> {photo}", file=out)
+        for i, (face, crop) in enumerate(zip(pred.faces, found.crops, strict=True), 1):
+            assert face.explanation is not None
+            heat = face.explanation.heatmap
+            stem = photo.name.removesuffix(".annotated.png")
+            size = 4 * FACE_SIZE
+            files = {kind: out_dir / f"{stem}.face{i}.{kind}.png" for kind in ("crop", "heatmap", "overlay")}
+            big = cv2.resize(crop, (size, size), interpolation=cv2.INTER_CUBIC)
+            save_rgb(np.repeat(big[:, :, None], 3, axis=2), files["crop"])
+            heat_big = cv2.resize(heat, (size, size), interpolation=cv2.INTER_LINEAR)
+            save_rgb(colorize(heat_big), files["heatmap"])
+            save_rgb(overlay_on_face(crop, heat, size), files["overlay"])
+            flag = " (uncertain)" if face.uncertain else ""
+            print(f"  face {i}: {face.label} {face.score:.3f}{flag}; most relied on: {relied_on(heat)}; "
+                  f"{files['overlay']}", file=out)
+    return 1 if failed else 0
+
+
+def relied_on(heatmap: np.ndarray) -> str:
+    """Which third of the aligned face the map is strongest in: eyes and brows, nose, or mouth
+    (FER2013's framing puts the eyes near row 18 and the mouth near row 35 of 48)."""
+    rows = heatmap.mean(axis=1)
+    parts = {"eyes and brows": rows[:24].mean(), "nose and cheeks": rows[24:30].mean(),
+             "mouth and chin": rows[30:].mean()}
+    return max(parts, key=parts.__getitem__)
 
 
 def _make_writer(fmt: str, out: TextIO, model_name: str, path_width: int) -> Writer:

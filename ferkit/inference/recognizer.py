@@ -13,9 +13,10 @@ from ferkit.face import FACE_SIZE, Box
 from ferkit.imageio import ImageSource, load_image
 from ferkit.inference.crop import crop_faces, resize_face
 from ferkit.inference.detect import FaceDetector, make_detector, to_gray
+from ferkit.inference.explain import Explanation, crop_to_image, occlusion_maps
 from ferkit.inference.types import Prediction, face_from_probs
 from ferkit.runtime.backends import classify
-from ferkit.runtime.loader import load_classifier
+from ferkit.runtime.loader import load_classifier, uncertain_below
 
 
 @dataclass
@@ -40,7 +41,9 @@ class Recognizer:
     object with ``detect(image) -> list[Box]``. ``backend``: "onnx" (onnxruntime, the default)
     or "torch" (PyTorch, the ``train`` extra). ``threads``: for onnx, the chunks of faces
     classified at once, one thread each, by default the cores up to 8; for torch, its intra-op
-    threads (None keeps torch's setting).
+    threads (None keeps torch's setting). ``calibrated``: probabilities through the temperature
+    of the model card (the default; False gives the network's own, to measure calibration).
+    Faces whose top probability is under the card's threshold come back ``uncertain``.
     """
 
     def __init__(
@@ -49,22 +52,28 @@ class Recognizer:
         detector: str | FaceDetector | None = "yunet",
         backend: str = "onnx",
         threads: int | None = None,
+        calibrated: bool = True,
     ) -> None:
         self.detector = make_detector(detector)
         self.backend_name = backend
-        self._backend, self.card = load_classifier(model, backend, threads)
+        self._backend, self.card = load_classifier(model, backend, threads, calibrated)
         self.model_name: str = str(self.card["name"])
+        self.uncertain_below = uncertain_below(self.card) if calibrated else 0.0
 
     def __repr__(self) -> str:
         detector = type(self.detector).__name__ if self.detector else None
         return f"Recognizer(model={self.model_name!r}, detector={detector}, backend={self.backend_name!r})"
 
-    def predict(self, image: ImageSource, color: str = "rgb", detect: bool = True) -> Prediction:
-        """All faces in one image. Raises :class:`ferkit.errors.ImageError` if it cannot be read."""
-        return self.predict_batch([image], color=color, detect=detect)[0]
+    def predict(self, image: ImageSource, color: str = "rgb", detect: bool = True,
+                explain: bool = False) -> Prediction:
+        """All faces in one image. Raises :class:`ferkit.errors.ImageError` if it cannot be read.
+
+        ``explain``: each face also gets an occlusion map of what its label relied on
+        (:mod:`ferkit.inference.explain`; 100 extra crops per face)."""
+        return self.predict_batch([image], color=color, detect=detect, explain=explain)[0]
 
     def predict_batch(
-        self, images: Sequence[ImageSource], color: str = "rgb", detect: bool = True
+        self, images: Sequence[ImageSource], color: str = "rgb", detect: bool = True, explain: bool = False
     ) -> list[Prediction]:
         """Like :meth:`predict` for each image, with all their faces in one forward pass.
 
@@ -72,17 +81,22 @@ class Recognizer:
         failures, as ``ferkit predict`` does, to keep the others).
         """
         found = [self._find_faces_of(i, image, color, detect, len(images)) for i, image in enumerate(images)]
-        return self.classify_found(found)
+        return self.classify_found(found, explain)
 
-    def classify_found(self, found: Sequence[FoundFaces]) -> list[Prediction]:
+    def classify_found(self, found: Sequence[FoundFaces], explain: bool = False) -> list[Prediction]:
         """Predictions for images already through :meth:`find_faces`, all faces in one batch."""
         crops = np.concatenate([f.crops for f in found]) if found else np.empty((0, FACE_SIZE, FACE_SIZE))
         probs = self.classify(crops)
+        maps = occlusion_maps(self.classify, crops, probs.argmax(1)) if explain else None
         results, start = [], 0
         for f in found:
             rows = probs[start : start + len(f.boxes)]
+            faces = [face_from_probs(p.tolist(), box, self.uncertain_below)
+                     for p, box in zip(rows, f.boxes, strict=True)]
+            if maps is not None:
+                for k, (face, box) in enumerate(zip(faces, f.boxes, strict=True)):
+                    face.explanation = Explanation(maps[start + k], crop_to_image(box, (f.width, f.height)))
             start += len(f.boxes)
-            faces = [face_from_probs(p.tolist(), box) for p, box in zip(rows, f.boxes, strict=True)]
             results.append(Prediction(faces=faces, width=f.width, height=f.height, note=f.note,
                                       source=f.source))
         return results

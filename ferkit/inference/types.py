@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 from ferkit.face import CLASSES, LANDMARKS, Box, Landmarks
+from ferkit.inference.explain import Explanation
 
 LANDMARK_COLUMNS = [f"{name}_{axis}" for name in LANDMARKS for axis in "xy"]
 
@@ -34,6 +36,9 @@ class Face:
     label: str
     score: float
     probabilities: dict[str, float]  # all 7 classes, in CLASSES order
+    # The top probability is under the model card's threshold: more often wrong than right.
+    uncertain: bool = False
+    explanation: Explanation | None = None  # with explain=True: what the label relied on
 
     @property
     def landmarks(self) -> Landmarks | None:
@@ -46,9 +51,13 @@ class Face:
 
     def to_dict(self) -> dict[str, Any]:
         score = self.detection_score
-        return {"box": self.box.rect() if self.box else None, "label": self.label, "score": self.score,
-                "probabilities": dict(self.probabilities), "landmarks": landmarks_dict(self.landmarks),
-                "detection_score": None if score is None else round(float(score), 4)}
+        out = {"box": self.box.rect() if self.box else None, "label": self.label, "score": self.score,
+               "uncertain": self.uncertain, "probabilities": dict(self.probabilities),
+               "landmarks": landmarks_dict(self.landmarks),
+               "detection_score": None if score is None else round(float(score), 4)}
+        if self.explanation is not None:
+            out["explanation"] = self.explanation.to_dict()
+        return out
 
 
 @dataclass
@@ -61,15 +70,23 @@ class Prediction:
     note: str = ""
     source: str = ""
 
+    def rescaled(self, factor: float, size: tuple[int, int]) -> Prediction:
+        """This result, found on a reduced copy, in the pixels of the ``size`` (w, h) original."""
+        faces = [dataclasses.replace(f, box=f.box.scaled(factor) if f.box else None,
+                                     explanation=f.explanation and f.explanation.scaled(factor))
+                 for f in self.faces]
+        return Prediction(faces, size[0], size[1], self.note, self.source)
+
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "width": self.width, "height": self.height,
                 "faces": [f.to_dict() for f in self.faces], "note": self.note}
 
 
-def face_from_probs(probs: list[float], box: Box | None) -> Face:
+def face_from_probs(probs: list[float], box: Box | None, uncertain_below: float = 0.0) -> Face:
     best = max(range(len(CLASSES)), key=lambda i: probs[i])
     return Face(box=box, label=CLASSES[best], score=float(probs[best]),
-                probabilities={c: float(p) for c, p in zip(CLASSES, probs, strict=True)})
+                probabilities={c: float(p) for c, p in zip(CLASSES, probs, strict=True)},
+                uncertain=float(probs[best]) < uncertain_below)
 
 
 def prediction_json(pred: Prediction, model_name: str) -> dict[str, Any]:

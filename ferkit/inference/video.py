@@ -28,7 +28,7 @@ from ferkit.inference.types import LANDMARK_COLUMNS, Face, face_from_probs, land
 if TYPE_CHECKING:
     from ferkit.inference.recognizer import Recognizer
 
-CSV_FIELDS = ["frame", "time_s", "face_id", "x", "y", "w", "h", "label", "score", *CLASSES,
+CSV_FIELDS = ["frame", "time_s", "face_id", "x", "y", "w", "h", "label", "score", "uncertain", *CLASSES,
               *LANDMARK_COLUMNS, "detection_score"]
 # Detection runs on frames shrunk to at most this side; it bounds the cost of HD video (YuNet's
 # own input side, 320, is below it; HaarDetector shrinks 640x480 frames to 320x240 anyway).
@@ -105,7 +105,8 @@ class VideoAnalyzer:
             return (*self._last, False)
         boxes, crops = self.recognizer.locate(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
         probs = self.recognizer.classify(crops) if len(boxes) else np.empty((0, len(CLASSES)))
-        faces = [face_from_probs(p.tolist(), b) for p, b in zip(probs, boxes, strict=True)]
+        faces = [face_from_probs(p.tolist(), b, self.recognizer.uncertain_below)
+                 for p, b in zip(probs, boxes, strict=True)]
         ids = self.tracker.update(boxes)
         self._last = (faces, ids)
         return faces, ids, True
@@ -193,7 +194,8 @@ def _write_rows(rows: csv.DictWriter | None, records: list[FaceRecord]) -> None:
         probs = {c: f"{p:.5f}" for c, p in r.face.probabilities.items()}
         rows.writerow({"frame": r.frame, "time_s": f"{r.time_s:.3f}", "face_id": r.face_id,
                        "x": b.x, "y": b.y, "w": b.w, "h": b.h, "label": r.face.label,
-                       "score": f"{r.face.score:.5f}", **probs, **landmark_cells(b)})
+                       "score": f"{r.face.score:.5f}", "uncertain": int(r.face.uncertain), **probs,
+                       **landmark_cells(b)})
 
 
 class LiveVideoWriter:
@@ -254,7 +256,8 @@ INK, GRID = (40, 40, 40), (225, 225, 225)
 
 def plot_emotions(records: list[FaceRecord], path: str | Path, rate: float, max_faces: int = 4) -> Path:
     """One panel per tracked face (the ``max_faces`` seen longest): each class's probability over
-    time, smoothed over about half a second so that the trend, not frame noise, shows (PNG)."""
+    time, smoothed over about half a second so that the trend, not frame noise, shows (PNG). A
+    face seen in one analysed frame only gets a dot per class."""
     from ferkit.inference.annotate import CLASS_COLORS, FONT
 
     by_id: dict[int, list[FaceRecord]] = {}
@@ -287,8 +290,10 @@ def plot_emotions(records: list[FaceRecord], path: str | Path, rate: float, max_
             values = _moving_average([r.face.probabilities[c] for r in track], window)
             points = np.array([(x_of(r.time_s), round(bottom - v * (bottom - top)))
                                for r, v in zip(track, values, strict=True)], np.int32)
-            if len(points):
+            if len(points) >= 2:
                 cv2.polylines(img, [points], False, colors[c], 2, cv2.LINE_AA)
+            elif len(points) == 1:  # one point draws no line: a dot instead
+                cv2.circle(img, (int(points[0][0]), int(points[0][1])), 4, colors[c], -1, cv2.LINE_AA)
         cv2.rectangle(img, (x0, top), (x1, bottom), INK, 1)
     _plot_time_axis(img, t0, t1, x_of, height - PLOT_BOTTOM + 4, FONT)
     if not cv2.imwrite(str(path), img):

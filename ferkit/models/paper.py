@@ -13,6 +13,7 @@ lets onnxruntime classify faces at 2.5 times the rate of `fer`'s model on two CP
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 
 import torch
@@ -67,7 +68,24 @@ class PaperNet(nn.Module):
         return self.head(self.dropout(x))
 
 
+# What each option does: the model.* keys of a training config (``ferkit train --list-keys``).
+PAPER_NET_OPTIONS = {
+    "stem": "channels of the plain stem convolutions; the last one halves the resolution",
+    "widths": "channels of each stage of residual blocks; each stage ends by halving the resolution",
+    "blocks_per_stage": "residual blocks per stage",
+    "se": "Squeeze-and-Excitation attention in each block (ablation switch)",
+    "separable": "depthwise separable convolutions; false: standard ones (ablation switch)",
+    "shortcut": "residual shortcuts (ablation switch)",
+    "dropout": "dropout before the classifier",
+    "num_classes": "outputs of the classifier (FER2013's 7 emotions)",
+}
+
+
 @register_model
 def paper_net(**kwargs) -> PaperNet:
     """The paper's network at ferkit's default widths."""
     return PaperNet(**kwargs)
+
+
+paper_net.__signature__ = inspect.signature(PaperNet)  # its options, for model_options()
+paper_net.option_help = PAPER_NET_OPTIONS

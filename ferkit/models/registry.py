@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
 from collections.abc import Callable
+from typing import Any
 
 import torch.nn as nn
 
@@ -19,13 +22,19 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     return fn
 
 
-def create_model(arch: str, **kwargs) -> nn.Module:
-    """Build a registered architecture; keyword arguments override its defaults."""
+def _constructor(arch: str) -> Callable[..., nn.Module]:
     try:
-        fn = _REGISTRY[arch]
+        return _REGISTRY[arch]
     except KeyError:
         known = ", ".join(sorted(_REGISTRY))
-        raise FerkitError(f"unknown architecture {arch!r}; known: {known}") from None
+        near = difflib.get_close_matches(arch, _REGISTRY, n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        raise FerkitError(f"unknown architecture {arch!r}{hint}; known: {known}") from None
+
+
+def create_model(arch: str, **kwargs) -> nn.Module:
+    """Build a registered architecture; keyword arguments override its defaults."""
+    fn = _constructor(arch)
     try:
         return fn(**kwargs)
     except TypeError as exc:  # a misspelt model.* override
@@ -34,3 +43,13 @@ def create_model(arch: str, **kwargs) -> nn.Module:
 
 def list_architectures() -> list[str]:
     return sorted(_REGISTRY)
+
+
+def model_options(arch: str) -> dict[str, tuple[Any, str]]:
+    """An architecture's keyword options (the ``model.*`` config keys): name -> (default, help).
+    The help comes from the constructor's ``option_help`` dict, where it has one."""
+    fn = _constructor(arch)
+    helps = getattr(fn, "option_help", {})
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {name: (p.default, helps.get(name, "")) for name, p in inspect.signature(fn).parameters.items()
+            if p.kind in kinds}

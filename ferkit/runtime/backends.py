@@ -37,6 +37,28 @@ def in_batches(
     return np.concatenate(out) if out else np.empty((0, NUM_CLASSES), np.float32)
 
 
+def with_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """``softmax(log(probs) / temperature)``: the same as dividing the logits by it (the softmax
+    forgets a constant shift), so graphs that end in a softmax can be calibrated after the fact."""
+    if temperature == 1.0 or not len(probs):
+        return probs
+    logp = np.log(np.clip(probs, 1e-12, None)) / temperature
+    logp -= logp.max(axis=1, keepdims=True)
+    scaled = np.exp(logp)
+    return (scaled / scaled.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+class Calibrated:
+    """A backend whose probabilities pass through the model card's temperature."""
+
+    def __init__(self, backend: Backend, temperature: float) -> None:
+        self.backend = backend
+        self.temperature = temperature
+
+    def probabilities(self, faces: np.ndarray) -> np.ndarray:
+        return with_temperature(self.backend.probabilities(faces), self.temperature)
+
+
 def classify(backend: Backend, faces: np.ndarray, tta: bool = False) -> np.ndarray:
     """Probabilities of ``faces``; with ``tta`` the mean over each face and its mirror image."""
     faces = np.asarray(faces, dtype=np.uint8)

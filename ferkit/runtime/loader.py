@@ -12,16 +12,37 @@ from typing import Any
 
 from ferkit.errors import FerkitError, require
 from ferkit.models.store import ModelRef, file_sha256, read_card, resolve
-from ferkit.runtime.backends import BACKENDS, Backend
+from ferkit.runtime.backends import BACKENDS, Backend, Calibrated
 from ferkit.runtime.graph import WEIGHTS_KEY, card_from_metadata
 from ferkit.runtime.onnx_backend import OnnxBackend
 
 
+def temperature_of(card: dict[str, Any]) -> float:
+    """The temperature the card's calibration fitted (1.0: none)."""
+    return float((card.get("calibration") or {}).get("temperature", 1.0))
+
+
+def uncertain_below(card: dict[str, Any]) -> float:
+    """Top probabilities under this mark a face "uncertain" (0.0: the card sets no threshold)."""
+    return float((card.get("calibration") or {}).get("uncertain_below", 0.0))
+
+
 def load_classifier(
-    model: str | os.PathLike | None = None, backend: str = "onnx", threads: int | None = None
+    model: str | os.PathLike | None = None, backend: str = "onnx", threads: int | None = None,
+    calibrated: bool = True,
 ) -> tuple[Backend, dict[str, Any]]:
     """(backend, card) for a model reference (:func:`ferkit.models.store.resolve`); the card's
-    ``name`` is what results call the model."""
+    ``name`` is what results call the model. With ``calibrated`` (always, except to measure the
+    calibration itself) the probabilities pass through the card's temperature."""
+    runner, card = _load_backend(model, backend, threads)
+    temperature = temperature_of(card)
+    if calibrated and temperature != 1.0:
+        runner = Calibrated(runner, temperature)
+    return runner, card
+
+
+def _load_backend(model: str | os.PathLike | None, backend: str,
+                  threads: int | None) -> tuple[Backend, dict[str, Any]]:
     ref = runnable(model, backend)
     if backend == "onnx" and ref.graph is not None:
         return _graph_backend(ref, threads)

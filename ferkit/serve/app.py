@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator
+import tempfile
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,10 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 import ferkit
+from ferkit.cpu import return_freed_memory
 from ferkit.errors import ImageError
 from ferkit.models.store import DEFAULT_MODEL, list_models, model_info
+from ferkit.serve.access import AccessMiddleware
 from ferkit.serve.engine import Engine, Upload
 from ferkit.serve.limits import (
     MB,
@@ -41,6 +44,11 @@ log = logging.getLogger("ferkit.serve")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 DEFAULT_MAX_UPLOAD_BYTES = 10 * MB
 DEFAULT_MAX_BATCH_FILES = 16
+# A whole batch body, however many files: what one stalled batch can hold on disk until its
+# read deadline (ferkit.serve.protocol) cuts it off.
+DEFAULT_MAX_BATCH_BYTES = 32 * MB
+# Bodies and form parts past this size wait in a temporary file, not in memory.
+SPOOL_BYTES = 1 * MB
 RAW_MEDIA_TYPES = ("", "application/octet-stream")
 UNSUPPORTED_HINT = ("send multipart/form-data with a file field named 'file', "
                     "or the raw image bytes with Content-Type image/* or application/octet-stream")
@@ -53,6 +61,7 @@ _PREDICT_BODY = {"requestBody": {"required": True, "content": {
     "application/octet-stream": {"schema": _IMAGE_BODY},
 }}}
 _EXAMPLE_FACE = {"box": {"x": 180, "y": 59, "w": 90, "h": 119}, "label": "happy", "score": 0.89,
+                 "uncertain": False,
                  "probabilities": {"angry": 0.02, "disgust": 0.01, "fear": 0.02, "happy": 0.89, "sad": 0.02,
                                    "surprise": 0.02, "neutral": 0.03},
                  "landmarks": {"right_eye": [204.88, 105.42], "left_eye": [247.08, 105.28],
@@ -88,8 +97,12 @@ _BATCH_BODY = {"requestBody": {"required": True, "content": {
 
 def create_app(model: str = "default", max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
                max_batch_files: int = DEFAULT_MAX_BATCH_FILES, threads: int | None = None,
-               detector: str = "yunet") -> FastAPI:
-    """Build the app; the model loads at startup so the first request does not pay for it."""
+               detector: str = "yunet", api_key: str = "",
+               allowed_hosts: Sequence[str] = ("*",)) -> FastAPI:
+    """Build the app; the model loads at startup so the first request does not pay for it.
+
+    ``api_key``: required on ``/v1/...`` when set. ``allowed_hosts``: Host header names served
+    ("*": any; "*.example.org": any subdomain)."""
     engine = Engine(model, threads=threads, detector=detector)
 
     @asynccontextmanager
@@ -106,6 +119,7 @@ def create_app(model: str = "default", max_upload_bytes: int = DEFAULT_MAX_UPLOA
     app.state.max_batch_files = max_batch_files
     app.add_middleware(BodyLimitMiddleware,
                        limit_for=lambda path: _body_limit(path, max_upload_bytes, max_batch_files))
+    app.add_middleware(AccessMiddleware, api_key=api_key, allowed_hosts=allowed_hosts)  # runs first
     _add_error_handlers(app)
     _add_api_routes(app)
     _add_page_routes(app)
@@ -114,11 +128,15 @@ def create_app(model: str = "default", max_upload_bytes: int = DEFAULT_MAX_UPLOA
 
 def app_from_env() -> FastAPI:
     """App factory for ``uvicorn --factory`` (one per worker process), configured by ``run_server``."""
-    threads = int(os.environ.get("FERKIT_SERVE_THREADS", "0")) or None
-    return create_app(model=os.environ.get("FERKIT_SERVE_MODEL", "default"),
-                      max_upload_bytes=int(os.environ.get("FERKIT_SERVE_MAX_UPLOAD_BYTES",
-                                                          DEFAULT_MAX_UPLOAD_BYTES)),
-                      threads=threads, detector=os.environ.get("FERKIT_SERVE_DETECTOR", "yunet"))
+    return_freed_memory()  # a worker lives long: one spike's memory must not stay with it
+    env = os.environ
+    threads = int(env.get("FERKIT_SERVE_THREADS", "0")) or None
+    hosts = [h.strip() for h in env.get("FERKIT_SERVE_ALLOWED_HOSTS", "*").split(",") if h.strip()]
+    return create_app(model=env.get("FERKIT_SERVE_MODEL", "default"),
+                      max_upload_bytes=int(env.get("FERKIT_SERVE_MAX_UPLOAD_BYTES",
+                                                   DEFAULT_MAX_UPLOAD_BYTES)),
+                      threads=threads, detector=env.get("FERKIT_SERVE_DETECTOR", "yunet"),
+                      api_key=env.get("FERKIT_API_KEY", ""), allowed_hosts=hosts or ["*"])
 
 
 def _body_limit(path: str, max_upload_bytes: int, max_batch_files: int) -> BodyLimit:
@@ -128,8 +146,9 @@ def _body_limit(path: str, max_upload_bytes: int, max_batch_files: int) -> BodyL
     if path == "/v1/predict":
         return BodyLimit(max_upload_bytes + MULTIPART_OVERHEAD, f"upload too large: {per_image}")
     if path == "/v1/predict/batch":
-        return BodyLimit(max_batch_files * (max_upload_bytes + MULTIPART_OVERHEAD),
-                         f"batch too large: at most {max_batch_files} images, {per_image}")
+        total = max(max_upload_bytes, DEFAULT_MAX_BATCH_BYTES) + MULTIPART_OVERHEAD
+        return BodyLimit(total, f"batch too large: at most {describe_bytes(total)} in all and "
+                                f"{max_batch_files} images, {per_image}")
     return BodyLimit(64 * 1024, "request body too large: this route takes no upload")
 
 
@@ -161,32 +180,39 @@ def _is_raw_image_type(media_type: str) -> bool:
     return media_type in RAW_MEDIA_TYPES or media_type.startswith("image/")
 
 
-async def _read_raw_body(request: Request, max_bytes: int) -> bytes:
-    """The body, refused (413) as soon as it passes ``max_bytes``."""
-    body = bytearray()
+async def _spool_raw_body(request: Request, max_bytes: int, spool: Any) -> None:
+    """Write the body into ``spool``, refused (413) as soon as it passes ``max_bytes``."""
+    seen = 0
     async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_bytes:
+        seen += len(chunk)
+        if seen > max_bytes:
             raise PayloadTooLarge(f"image too large: the limit is {describe_bytes(max_bytes)}")
-    return bytes(body)
+        spool.write(chunk)
+    spool.seek(0)
 
 
-async def _read_file_part(part: UploadFile, max_bytes: int) -> Upload:
-    data = await part.read(max_bytes + 1)
-    if len(data) > max_bytes:
+def _file_part_upload(part: UploadFile, max_bytes: int) -> Upload:
+    """The part as an Upload reading its (spooled) file; nothing is copied into memory here."""
+    if part.size is not None and part.size > max_bytes:
         raise PayloadTooLarge(f"image {part.filename!r} too large: the limit is {describe_bytes(max_bytes)}")
-    return Upload(data, part.filename or "")
+    part.file.seek(0)
+    return Upload(part.file, part.filename or "")
 
 
 def _file_parts(form: Any) -> list[tuple[str, UploadFile]]:
     return [(key, value) for key, value in form.multi_items() if isinstance(value, UploadFile)]
 
 
-async def read_one_image(request: Request, max_bytes: int) -> Upload:
-    """The image of a /v1/predict request: a multipart field 'file' or the raw body."""
+@asynccontextmanager
+async def received_image(request: Request, max_bytes: int) -> AsyncIterator[Upload]:
+    """The image of a /v1/predict request (a multipart field 'file' or the raw body), in a
+    temporary file past SPOOL_BYTES that is removed when the block ends, however it ends."""
     media_type = _media_type(request)
     if _is_raw_image_type(media_type):
-        return Upload(await _read_raw_body(request, max_bytes), "")
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
+            await _spool_raw_body(request, max_bytes, spool)
+            yield Upload(spool, "")
+        return
     if media_type != "multipart/form-data":
         raise HTTPException(415, f"unsupported Content-Type {media_type!r}: {UNSUPPORTED_HINT}")
     async with request.form(max_files=1, max_fields=8) as form:
@@ -194,7 +220,7 @@ async def read_one_image(request: Request, max_bytes: int) -> Upload:
         if not parts:
             raise HTTPException(422, "no image in the form: add a file field named 'file'")
         named = [part for key, part in parts if key == "file"]
-        return await _read_file_part(named[0] if named else parts[0][1], max_bytes)
+        yield _file_part_upload(named[0] if named else parts[0][1], max_bytes)
 
 
 async def predict_many_images(request: Request, engine: Engine, max_bytes: int,
@@ -212,7 +238,7 @@ async def predict_many_images(request: Request, engine: Engine, max_bytes: int,
         parts = _file_parts(form)
         if not parts:
             raise HTTPException(422, "no image in the form: add file fields named 'files'")
-        return [await _predict_or_error(engine, await _read_file_part(part, max_bytes), detect)
+        return [await _predict_or_error(engine, _file_part_upload(part, max_bytes), detect)
                 for _, part in parts]
 
 
@@ -241,17 +267,21 @@ def _add_api_routes(app: FastAPI) -> None:
                 "models": [model_info(name) for name in list_models()]}
 
     @app.post("/v1/predict", tags=["predict"], openapi_extra=_PREDICT_BODY, responses=_PREDICT_RESPONSES)
-    async def predict(request: Request, detect: bool = True) -> dict[str, Any]:
+    async def predict(request: Request, detect: bool = True, explain: bool = False) -> dict[str, Any]:
         """Faces in one image, each with a box, the top label, its score and all 7 probabilities,
         the detector's five landmarks (`right_eye`, `left_eye`, `nose`, `right_mouth`, `left_mouth`:
         [x, y] pixels; "right" is the person's right; null with the Haar detector) and its score.
 
         Same JSON as `ferkit predict --json`. No face gives 200 with an empty `faces` list.
         `?detect=false`: the image is already a cropped face (one face, `box` null), as
-        `ferkit predict --no-detect`.
+        `ferkit predict --no-detect`. `uncertain` is true when the top probability is under the
+        model card's threshold (more often wrong than right on held-out faces).
+        `?explain=true`: each face also has an `explanation`: `heatmap`, a 24x24 grid over the
+        48x48 aligned crop of how much the label relied on each part (drop in log-odds when it is
+        hidden), and `crop_to_image`, the 2x3 affine from crop pixels to image pixels.
         """
-        upload = await read_one_image(request, app.state.max_upload_bytes)
-        return await engine.predict(upload, detect)
+        async with received_image(request, app.state.max_upload_bytes) as upload:
+            return await engine.predict(upload, detect, explain)
 
     @app.post("/v1/predict/batch", tags=["predict"], openapi_extra=_BATCH_BODY, responses=_BATCH_RESPONSES)
     async def predict_batch(request: Request, detect: bool = True) -> dict[str, Any]:

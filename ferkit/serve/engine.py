@@ -1,20 +1,22 @@
 """One Recognizer per server process, used from worker threads so the event loop never blocks.
 
 Decoding and inference are CPU work: each runs in anyio's thread pool under its own capacity
-limiter. Decoding is bounded (a 10 MB upload can expand to hundreds of MB of pixels), and the
-model runs one request at a time per process: the onnxruntime backend already spreads a
-request's faces over the cores, and OpenCV's detector is not documented as thread-safe.
+limiter. Decoding is bounded twice: at most DECODE_CONCURRENCY at once, and each one refuses
+images over SERVE_MAX_PIXELS from the header and keeps at most a DECODE_MAX_SIDE copy (a 10 MB
+PNG can expand to gigabytes of pixels). The model runs one request at a time per process: the
+onnxruntime backend already spreads a request's faces over the cores, and OpenCV's detector is
+not documented as thread-safe.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import anyio
 import numpy as np
 
-from ferkit.imageio import load_image
+from ferkit.imageio import load_image_within
 from ferkit.inference.types import Prediction, prediction_json
 from ferkit.runtime.loader import runnable
 
@@ -25,13 +27,21 @@ if TYPE_CHECKING:
 DECODE_CONCURRENCY = 2
 # Forward passes at the same time per process.
 INFERENCE_CONCURRENCY = 1
+# Largest image a request may declare (a 48-megapixel phone photo passes); bigger ones are 422.
+SERVE_MAX_PIXELS = 50_000_000
+# Longest side kept after decoding. The detector sees 320 px on the longest side and faces are
+# cropped to 48x48, so any face it can find in the original (>= ~10 px at 320) still spans >= 64 px
+# here: results match the full image, and an RGB copy stays under 13 MB.
+DECODE_MAX_SIDE = 2048
 
 
 @dataclass
 class Upload:
-    """One received image: its bytes and the name the client gave it."""
+    """One received image: its bytes, or the (temporary) file holding them, and the name the
+    client gave it. A file is read only inside the decode slot, so waiting uploads hold no
+    memory beyond their spool buffer."""
 
-    data: bytes
+    data: bytes | IO[bytes]
     name: str = ""
 
 
@@ -65,22 +75,27 @@ class Engine:
         self._inference_limiter = anyio.CapacityLimiter(INFERENCE_CONCURRENCY)
         await anyio.to_thread.run_sync(self.load)
 
-    async def decode(self, upload: Upload) -> np.ndarray:
-        """Safe decode (raises ImageError with a reason); bombs are refused from the header."""
-        return await anyio.to_thread.run_sync(load_image, upload.data, limiter=self._decode_limiter)
+    async def decode(self, upload: Upload) -> tuple[np.ndarray, float, tuple[int, int]]:
+        """Safe, bounded decode (raises ImageError with a reason); bombs are refused from the
+        header. Returns the reduced image, its scale to the original and the original size."""
+        return await anyio.to_thread.run_sync(load_image_within, upload.data, DECODE_MAX_SIDE,
+                                              SERVE_MAX_PIXELS, limiter=self._decode_limiter)
 
-    async def predict(self, upload: Upload, detect: bool = True) -> dict[str, Any]:
-        """Decode and recognise one image; the JSON of ``ferkit predict --json``.
+    async def predict(self, upload: Upload, detect: bool = True, explain: bool = False) -> dict[str, Any]:
+        """Decode and recognise one image; the JSON of ``ferkit predict --json``, boxes and
+        landmarks in the pixels of the uploaded image.
 
         ``detect=False``: the image is already a cropped face (``ferkit predict --no-detect``).
+        ``explain``: each face carries its occlusion map (``ferkit predict --explain --json``).
         """
-        image = await self.decode(upload)
-        prediction = await anyio.to_thread.run_sync(self._predict_array, image, detect,
+        image, scale, size = await self.decode(upload)
+        prediction = await anyio.to_thread.run_sync(self._predict_array, image, detect, explain,
                                                     limiter=self._inference_limiter)
+        prediction = prediction.rescaled(scale, size)
         prediction.source = upload.name
         return prediction_json(prediction, self.model_name)
 
-    def _predict_array(self, image: np.ndarray, detect: bool = True) -> Prediction:
+    def _predict_array(self, image: np.ndarray, detect: bool = True, explain: bool = False) -> Prediction:
         if self._recognizer is None:
             raise RuntimeError("Engine.start() has not run")
-        return self._recognizer.predict(image, color="rgb", detect=detect)
+        return self._recognizer.predict(image, color="rgb", detect=detect, explain=explain)

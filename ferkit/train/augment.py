@@ -20,21 +20,22 @@ import torch
 import torch.nn.functional as F
 
 from ferkit.face import MEAN, STD
+from ferkit.train.keys import key
 
 
 @dataclass
 class AugmentConfig:
-    rotation: float = 10.0  # degrees, uniform in [-rotation, rotation]
-    shift: float = 0.1  # fraction of the image size
-    zoom: float = 0.1  # scale uniform in [1 - zoom, 1 + zoom]
-    hflip: bool = True
-    erase: float = 0.0  # probability of erasing one random rectangle
-    cutmix: float = 0.0  # probability of pasting a box from another face of the batch (CutMix)
-    downscale: float = 0.0  # probability of shrinking to 12-32 px and scaling back up
-    blur: float = 0.0  # probability of a Gaussian blur, sigma 0.5-1.5 px
-    light: float = 0.0  # probability of a gamma (0.55-1.8), contrast (0.5-1.3) and brightness change
-    jpeg: float = 0.0  # probability of a JPEG round trip at quality 15-75
-    noise: float = 0.0  # probability of Gaussian noise, sigma 1-8% of the range
+    rotation: float = key(10.0, "degrees, uniform in [-rotation, rotation]")
+    shift: float = key(0.1, "fraction of the image size")
+    zoom: float = key(0.1, "scale uniform in [1 - zoom, 1 + zoom]")
+    hflip: bool = key(True, "mirror half of the faces")
+    erase: float = key(0.0, "probability of erasing one random rectangle")
+    cutmix: float = key(0.0, "probability of pasting a box from another face of the batch (CutMix)")
+    downscale: float = key(0.0, "probability of shrinking to 12-32 px and scaling back up")
+    blur: float = key(0.0, "probability of a Gaussian blur, sigma 0.5-1.5 px")
+    light: float = key(0.0, "probability of a gamma (0.55-1.8), contrast (0.5-1.3) and brightness change")
+    jpeg: float = key(0.0, "probability of a JPEG round trip at quality 15-75")
+    noise: float = key(0.0, "probability of Gaussian noise, sigma 1-8% of the range")
 
     def degrades(self) -> bool:
         return any((self.downscale, self.blur, self.light, self.jpeg, self.noise))

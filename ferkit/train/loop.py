@@ -9,6 +9,7 @@ kill replays the interrupted epoch exactly and ends with the same weights as a s
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from copy import deepcopy
@@ -112,7 +113,10 @@ def train_one_epoch(
     scaler: torch.amp.GradScaler,
     ema: AveragedModel | None = None,
     teacher: torch.Tensor | None = None,
+    compiling: bool = False,
 ) -> dict[str, float]:
+    """One epoch; ``compiling``: the first batch compiles the model (``torch.compile``), which
+    takes minutes. The bar says so, and that batch's time stays out of the recorded img/s."""
     model.train()
     gen = epoch_generator(cfg.seed, state.epoch)
     torch.manual_seed(cfg.seed * 100_003 + state.epoch)  # dropout
@@ -123,14 +127,18 @@ def train_one_epoch(
     # Running sums stay on the device: a .item() per step would stall a GPU at every batch.
     loss_sum = torch.zeros((), dtype=torch.float64, device=info.device)
     correct = torch.zeros((), dtype=torch.int64, device=info.device)
-    seen = 0
-    start = time.perf_counter()
-    bar = tqdm(
-        range(steps), desc=f"epoch {state.epoch + 1}/{cfg.epochs}", unit="batch",
-        disable=not info.is_main, file=sys.stderr, leave=False,
-        mininterval=0.5 if sys.stderr.isatty() else 30, dynamic_ncols=True,
-    )
-    for step in bar:
+    meter = Throughput(skip_first=compiling and steps > 1)
+
+    def progress(initial: int) -> tqdm:
+        return tqdm(total=steps, initial=initial, desc=f"epoch {state.epoch + 1}/{cfg.epochs}",
+                    unit="batch", disable=not info.is_main, file=sys.stderr, leave=False,
+                    mininterval=0.5 if sys.stderr.isatty() else 30, dynamic_ncols=True)
+
+    bar = progress(0)
+    if compiling and info.is_main:
+        bar.write("compiling (first batch)...", file=sys.stderr)
+        bar.set_postfix_str("compiling (first batch)...")
+    for step in range(steps):
         lr = learning_rate(cfg, state.epoch * steps + step, steps, state.lr_scale)
         for group in opt.param_groups:
             group["lr"] = lr
@@ -157,16 +165,58 @@ def train_one_epoch(
             ema.update_parameters(unwrap(model))
         loss_sum += loss.detach() * len(y)
         correct += (logits.argmax(1) == y).sum()
-        seen += len(y)
+        meter.add(len(y))
+        if step == 0 and compiling:
+            if info.is_main:
+                bar.write(f"compiled in {meter.first_seconds:.0f} s", file=sys.stderr)
+            bar.close()  # a fresh bar, whose s/batch and ETA leave the compilation out
+            bar = progress(1)
+        else:
+            bar.update(1)
         if info.is_main and (step % 20 == 0 or step == steps - 1):
-            rate = seen * info.world_size / (time.perf_counter() - start)
-            bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}",
-                            img_s=f"{rate:.0f}", lr=f"{lr:.2e}", refresh=False)
+            seen = meter.images
+            shown = {"loss": f"{loss_sum.item() / seen:.3f}", "acc": f"{correct.item() / seen:.3f}"}
+            if meter.timed_images:
+                shown["img_s"] = f"{meter.rate() * info.world_size:.0f}"
+            bar.set_postfix(shown, lr=f"{lr:.2e}", refresh=False)
     bar.close()
-    elapsed = time.perf_counter() - start
-    loss_sum, correct, seen = distributed.all_sum(info, loss_sum.item(), correct.item(), seen)
-    return {"train_loss": loss_sum / seen, "train_acc": correct / seen,
-            "train_seconds": elapsed, "images_per_s": seen / elapsed, "lr": lr}
+    elapsed = meter.elapsed()
+    loss_sum, correct, seen, timed = distributed.all_sum(info, loss_sum.item(), correct.item(),
+                                                         meter.images, meter.timed_images)
+    return {"train_loss": loss_sum / seen, "train_acc": correct / seen, "train_seconds": elapsed,
+            "images_per_s": timed / max(meter.timed_seconds(), 1e-9), "lr": lr}
+
+
+clock = time.perf_counter  # what Throughput reads (a test replaces it)
+
+
+class Throughput:
+    """Images per second over an epoch; with ``skip_first``, the first batch (where
+    ``torch.compile`` compiles the model) is left out of the rate."""
+
+    def __init__(self, skip_first: bool = False) -> None:
+        self.skip_first = skip_first
+        self.start = self.timed_from = clock()
+        self.images = self.timed_images = 0
+        self.first_seconds = 0.0
+
+    def add(self, n: int) -> None:
+        self.images += n
+        if self.images == n:
+            self.first_seconds = clock() - self.start
+            if self.skip_first:  # the end of the first batch starts the timing
+                self.timed_from = self.start + self.first_seconds
+                return
+        self.timed_images += n
+
+    def elapsed(self) -> float:
+        return clock() - self.start
+
+    def timed_seconds(self) -> float:
+        return clock() - self.timed_from
+
+    def rate(self) -> float:
+        return self.timed_images / max(self.timed_seconds(), 1e-9)
 
 
 def classification_loss(
@@ -319,6 +369,33 @@ def init_weights(model: nn.Module, cfg: TrainConfig) -> None:
         raise misfit from None
 
 
+# What a run writes into its folder; the first three mean that the folder holds a run.
+RUN_FILES = ("checkpoint.pt", "model.safetensors", "history.json")
+WRITTEN = (*RUN_FILES, "model.json", "best.safetensors", "best.json", "history.csv",
+           "train_config.json", "metrics_test.json")
+
+
+def check_run_folder(out: Path, resume: bool) -> None:
+    """One-line errors, before any work, for a run folder that cannot serve as asked: ``--resume``
+    without a checkpoint to resume, a new run into a folder that holds one (it would be
+    overwritten), or a folder where the run's files cannot be written."""
+    if out.exists() and not out.is_dir():
+        raise FerkitError(f"--out {out}: exists and is not a folder")
+    for name in WRITTEN:
+        if (out / name).is_dir():
+            raise FerkitError(f"{out / name} is a directory, where the run writes a file; move it "
+                              "away or choose another --out")
+    ckpt = out / "checkpoint.pt"
+    if resume and ckpt.is_symlink() and not ckpt.exists():
+        raise FerkitError(f"--resume: {ckpt} is a dangling symlink (to {os.readlink(ckpt)}, which does "
+                          "not exist); run without --resume to start a new run")
+    if resume and not ckpt.is_file():
+        raise FerkitError(f"--resume: no checkpoint at {ckpt}; run without --resume to start a new run")
+    if not resume and any((out / name).exists() for name in RUN_FILES):
+        raise FerkitError(f"{out} already holds a run; pass --resume to continue it, or choose "
+                          "another --out")
+
+
 def fit(
     cfg: TrainConfig, data_path: str | Path, out_dir: str | Path, *, resume: bool = False,
     command: str = "",
@@ -335,15 +412,22 @@ def fit(
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         ckpt_path = out / "checkpoint.pt"
+        problem = None
+        if info.is_main:  # rank 0 judges the run folder; every rank abides by its verdict
+            try:
+                check_run_folder(out, resume)
+            except FerkitError as exc:
+                problem = exc
+        if distributed.broadcast_flag(info, problem is not None):
+            raise problem or FerkitError(f"rank {info.rank}: rank 0 refused the run folder {out}")
         if info.is_main and out.is_dir():  # half-written files of a run killed mid-write
             for stale in remove_stale_temps(out):
                 print(f"removed {stale.name}, left by an interrupted write", file=sys.stderr)
-        resuming = resume and ckpt_path.is_file()
-        check_model_names(cfg, resuming)  # before minutes of data loading
+        check_model_names(cfg, resume)  # before minutes of data loading
         splits = {name: as_tensors(part) for name, part in load_splits(cfg, data_path).items()}
         torch.manual_seed(cfg.seed)
         model = create_model(cfg.arch, **cfg.model)
-        if not resuming:  # a resumed run has its weights in the checkpoint
+        if not resume:  # a resumed run has its weights in the checkpoint
             init_weights(model, cfg)
         model = model.to(info.device)
         opt = make_optimizer(model, cfg)
@@ -351,13 +435,11 @@ def fit(
         amp = autocast_dtype(cfg, info.device)
         scaler = torch.amp.GradScaler(info.device.type, enabled=amp is torch.float16)
         state = RunState()
-        if resuming:
+        if resume:
             state = restore(load_checkpoint(ckpt_path), model, opt, ema, scaler)
             if info.is_main:
                 print(f"resuming after epoch {state.epoch} (best val acc {state.best_acc:.4f})",
                       file=sys.stderr)
-        elif resume and info.is_main:
-            print(f"no checkpoint in {out}, starting from scratch", file=sys.stderr)
         if info.is_main:
             out.mkdir(parents=True, exist_ok=True)
             write_json(out / "train_config.json", {"config": cfg.to_dict(), "data": str(data_path),
@@ -369,10 +451,11 @@ def fit(
             net = torch.compile(net)
         teacher = run_teacher_logits(cfg, splits["train"], out, info)
         stop = state.best_epoch >= 0 and patience_exhausted(state, cfg)
+        first_epoch = state.epoch  # this process's first epoch compiles the model
         while state.epoch < cfg.epochs and not stop:
             row = {"epoch": state.epoch + 1}
             row |= train_one_epoch(net, opt, splits["train"], cfg, state, info, amp, scaler, ema,
-                                   teacher)
+                                   teacher, compiling=cfg.compile and state.epoch == first_epoch)
             if ema is not None:  # the averaged weights are the ones validated, kept and shipped
                 distributed.broadcast_buffers(info, ema.module)
             kept: nn.Module = model if ema is None else ema.module

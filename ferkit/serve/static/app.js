@@ -22,6 +22,9 @@ const el = {
   results: document.getElementById("results"),
   model: document.getElementById("model"),
   template: document.getElementById("face-template"),
+  key: document.getElementById("key"),
+  explain: document.getElementById("explain"),
+  keyRow: document.getElementById("key-row"),
 };
 const ctx = el.canvas.getContext("2d");
 let webcam = null; // {stream, timer} while the webcam runs
@@ -37,10 +40,28 @@ function percent(p) {
 
 // ------------------------------------------------------------------ talking to the API
 
+// A service started with an API key answers 401 to the API: then the page shows a key field and
+// sends what is typed there (kept for this tab only) as X-API-Key.
+const KEY_STORE = "ferkit-api-key";
+el.key.value = sessionStorage.getItem(KEY_STORE) || "";
+el.key.addEventListener("change", () => {
+  sessionStorage.setItem(KEY_STORE, el.key.value);
+  showModelInfo();
+});
+
+function api(path, options = {}) {
+  const headers = el.key.value ? { "X-API-Key": el.key.value } : {};
+  return fetch(path, { ...options, headers }).then((response) => {
+    if (response.status === 401) el.keyRow.hidden = false;
+    return response;
+  });
+}
+
 async function predict(blob) {
   const body = new FormData();
   body.append("file", blob, blob.name || "image");
-  const response = await fetch("/v1/predict", { method: "POST", body });
+  const query = el.explain.checked ? "?explain=true" : "";
+  const response = await api(`/v1/predict${query}`, { method: "POST", body });
   let payload = null;
   try {
     payload = await response.json();
@@ -56,7 +77,12 @@ async function predict(blob) {
 
 async function showModelInfo() {
   try {
-    const info = await (await fetch("/v1/models")).json();
+    const response = await api("/v1/models");
+    if (response.status === 401) {
+      el.model.textContent = "this service asks for an API key";
+      return;
+    }
+    const info = await response.json();
     const served = info.models.find((m) => m.name === info.served);
     const acc = served && served.test_accuracy != null ? `, test accuracy ${percent(served.test_accuracy)}` : "";
     const params = served && served.params ? `, ${(served.params / 1e6).toFixed(2)} M parameters` : "";
@@ -74,7 +100,47 @@ function drawImage(source, width, height) {
   ctx.drawImage(source, 0, 0, width, height);
 }
 
+// What each label relied on (?explain=true): the face's occlusion map, a grid over its 48x48
+// aligned crop, drawn through the crop-to-image affine so that it lies on the face as cropped.
+function heatColor(v) {
+  // blue -> cyan -> yellow -> red, like the CLI's overlays
+  const t = Math.max(0, Math.min(1, v));
+  const r = Math.round(255 * Math.min(1, Math.max(0, 1.5 - Math.abs(4 * t - 3))));
+  const g = Math.round(255 * Math.min(1, Math.max(0, 1.5 - Math.abs(4 * t - 2))));
+  const b = Math.round(255 * Math.min(1, Math.max(0, 1.5 - Math.abs(4 * t - 1))));
+  return [r, g, b];
+}
+
+function drawHeatmaps(faces) {
+  let drawn = 0;
+  for (const face of faces) {
+    const ex = face.explanation;
+    if (!ex) continue;
+    const side = ex.heatmap.length;
+    const grid = document.createElement("canvas");
+    grid.width = side;
+    grid.height = side;
+    const gctx = grid.getContext("2d");
+    const pixels = gctx.createImageData(side, side);
+    ex.heatmap.forEach((row, y) => row.forEach((value, x) => {
+      const level = value / ex.full_scale;
+      const [r, g, b] = heatColor(level);
+      pixels.data.set([r, g, b, Math.round(255 * 0.6 * Math.min(1, level))], 4 * (y * side + x));
+    }));
+    gctx.putImageData(pixels, 0, 0);
+    const [[a, c, e], [b, d, f]] = ex.crop_to_image;
+    ctx.save();
+    ctx.setTransform(a, b, c, d, e, f);
+    ctx.imageSmoothingEnabled = true;
+    ctx.drawImage(grid, -0.5, -0.5, ex.crop_size, ex.crop_size);
+    ctx.restore();
+    drawn += 1;
+  }
+  el.canvas.dataset.heatmaps = String(drawn);
+}
+
 function drawBoxes(faces) {
+  drawHeatmaps(faces);
   const line = Math.max(2, Math.round(el.canvas.width / 250));
   const fontSize = Math.max(12, Math.round(el.canvas.width / 40));
   ctx.font = `600 ${fontSize}px system-ui, sans-serif`;
@@ -158,6 +224,14 @@ function renderFace(face, index) {
   card.querySelector(".title").textContent = `Face ${index + 1}:`;
   card.querySelector(".label").textContent = face.label;
   card.querySelector(".score").textContent = percent(face.score);
+  card.dataset.uncertain = String(Boolean(face.uncertain));
+  if (face.uncertain) {
+    const flag = document.createElement("span");
+    flag.className = "uncertain";
+    flag.textContent = " uncertain";
+    flag.title = "the top probability is under the model's threshold: more often wrong than right";
+    card.querySelector(".score").after(flag);
+  }
   renderBars(card.querySelector(".bars"), face.probabilities, face.label);
   return card;
 }
@@ -180,9 +254,11 @@ function renderResults(result) {
 // ------------------------------------------------------------------ photo
 
 let latestUpload = 0; // only the newest upload may draw: a slow earlier answer must not
+let lastFile = null; // the photo shown, asked again when the explanation toggle changes
 
 async function handleFile(file) {
   if (!file) return;
+  lastFile = file;
   const upload = ++latestUpload;
   stopWebcam();
   el.results.dataset.state = "busy";
@@ -214,6 +290,9 @@ async function handleFile(file) {
 }
 
 el.file.addEventListener("change", () => handleFile(el.file.files[0]));
+el.explain.addEventListener("change", () => {
+  if (lastFile && !webcam) handleFile(lastFile);
+});
 el.drop.addEventListener("dragover", (event) => {
   event.preventDefault();
   el.drop.classList.add("over");
