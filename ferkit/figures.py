@@ -92,3 +92,28 @@ def confusion_matrix(cm: Sequence[Sequence[int]], path: Path, title: str = "Conf
     ax.set_title(title)
     fig.colorbar(im, ax=ax, fraction=0.046)
     return _save(fig, path)
+
+
+def reliability_diagrams(panels: dict[str, dict[str, dict[str, Any]]], path: Path, columns: int = 3) -> Path:
+    """Reliability diagrams: per panel (title -> {curve name -> reliability bins}), accuracy
+    against mean confidence per bin, the diagonal being perfect calibration; marker area grows
+    with the faces in a bin."""
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.3 * columns, 3.2 * rows), squeeze=False)
+    for ax, (title, curves) in zip(axes.flat, panels.items()):
+        ax.plot([0, 1], [0, 1], color="0.7", lw=1)
+        for name, bins in curves.items():
+            count = np.asarray(bins["count"], float)
+            used = count > 0
+            conf, acc = np.asarray(bins["confidence"])[used], np.asarray(bins["accuracy"])[used]
+            line, = ax.plot(conf, acc, lw=1.2, label=name)
+            ax.scatter(conf, acc, s=8 + 120 * count[used] / count.sum(), color=line.get_color(), alpha=0.7)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("confidence (top probability)", fontsize=8)
+        ax.set_ylabel("accuracy", fontsize=8)
+        ax.legend(fontsize=7, loc="upper left")
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    return _save(fig, path)

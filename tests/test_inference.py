@@ -111,7 +111,8 @@ def test_json_shape_is_the_documented_one(recognizer, astronaut_png):
     data = json.loads(json.dumps(prediction_json(recognizer.predict(astronaut_png), recognizer.model_name)))
     assert set(data) == {"source", "width", "height", "faces", "note", "model"}
     assert data["model"] == "default" and data["source"] == str(astronaut_png)
-    assert set(data["faces"][0]) == {"box", "label", "score", "uncertain", "probabilities", "landmarks", "detection_score"}
+    assert set(data["faces"][0]) == {"box", "label", "score", "uncertain", "probabilities", "landmarks",
+                                     "detection_score"}
     assert set(data["faces"][0]["box"]) == {"x", "y", "w", "h"}
     assert list(data["faces"][0]["landmarks"]) == ["right_eye", "left_eye", "nose", "right_mouth",
                                                    "left_mouth"]

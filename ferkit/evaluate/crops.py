@@ -12,15 +12,16 @@ from ferkit.data import OTHER, load_data, split_data
 from ferkit.data.ferplus import default_votes_path, left_out_counts, read_votes, with_ferplus_labels
 from ferkit.data.summary import leaked_mask
 from ferkit.errors import DataError, FerkitError
+from ferkit.evaluate.calibration import calibration_report
 from ferkit.evaluate.metrics import compute_metrics
 from ferkit.runtime.backends import classify
-from ferkit.runtime.loader import load_classifier
+from ferkit.runtime.loader import load_classifier, uncertain_below
 
 
 def evaluate_model(
     model: str | os.PathLike | None, data_path: str, split: str = "test", protocol: str = "canonical",
     split_seed: int = 0, tta: bool = False, exclude_train_duplicates: bool = False,
-    ferplus: str | None = None, backend: str = "onnx",
+    ferplus: str | None = None, backend: str = "onnx", calibrated: bool = True,
 ) -> dict[str, Any]:
     """Metrics of a model reference on a data set's split, through ``backend``.
 
@@ -28,9 +29,12 @@ def evaluate_model(
     ``exclude_train_duplicates`` test images that are pixel copies of Training images are dropped.
     On the challenge CSV under the canonical protocol the split is also scored against the FER+
     majority labels (``ferplus``: the votes file; None looks beside the data, "" skips it), under
-    the key ``ferplus``.
+    the key ``ferplus``. Both carry ``calibration``: expected calibration error (15 bins), NLL,
+    reliability bins and what the card's "uncertain" flag marks; ``calibrated=False`` measures the
+    network's own probabilities, without the card's temperature.
     """
-    runner, card = load_classifier(model, backend)
+    runner, card = load_classifier(model, backend, calibrated=calibrated)
+    threshold = uncertain_below(card) if calibrated else 0.0
     data = load_data(data_path)
     if (data.usage == OTHER).all():
         part, split, train = data, "all", None
@@ -46,22 +50,66 @@ def evaluate_model(
         raise DataError(f"{data_path}: the {split} split of the {protocol} protocol has no images"
                         + (" left after dropping copies of training images" if exclude_train_duplicates
                            else ""))
-    predicted = classify(runner, part.images, tta).argmax(1)
+    probs = classify(runner, part.images, tta)
+    predicted = probs.argmax(1)
     metrics = compute_metrics(part.labels, predicted)
+    metrics["calibration"] = calibration_report(probs, part.labels, threshold)
     votes_path = default_votes_path(data_path) if ferplus is None else ferplus
     if votes_path and protocol == "canonical" and split != "all":
         votes = read_votes(votes_path)
-        relabelled, _ = with_ferplus_labels(data, votes)
         # The same images as ``part``, found by their source row, relabelled by the FER+ majority.
-        row_of = {source: i for i, source in enumerate(relabelled.sources)}
-        mine = [(row_of[s], k) for k, s in enumerate(part.sources) if s in row_of]
-        rows = np.array([r for r, _ in mine], dtype=np.int64)
-        kept = np.array([k for _, k in mine], dtype=np.int64)
+        kept, majority = _ferplus_majority(data, part, votes)
         split_rows = np.isin(data.sources, part.sources)
-        metrics["ferplus"] = compute_metrics(relabelled.labels[rows], predicted[kept]) | {
+        metrics["ferplus"] = compute_metrics(majority, predicted[kept]) | {
+            "calibration": calibration_report(probs[kept], majority, threshold),
             "votes": str(votes_path), "left_out": left_out_counts(votes, split_rows),
-            "agreement_with_fer2013": float((relabelled.labels[rows] == part.labels[kept]).mean())
-            if len(rows) else 0.0,
+            "agreement_with_fer2013": float((majority == part.labels[kept]).mean()) if len(kept) else 0.0,
         }
     return metrics | {"model": card["name"], "backend": backend, "data": str(data_path), "split": split,
-                      "protocol": protocol, "tta": tta}
+                      "protocol": protocol, "tta": tta, "calibrated": calibrated,
+                      "temperature": float((card.get("calibration") or {}).get("temperature", 1.0))
+                      if calibrated else 1.0}
+
+
+def _ferplus_majority(data: Any, part: Any, votes: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(indices into ``part``, FER+ majority labels) of the part's images FER+ keeps."""
+    relabelled, _ = with_ferplus_labels(data, votes)
+    row_of = {source: i for i, source in enumerate(relabelled.sources)}
+    mine = [(row_of[s], k) for k, s in enumerate(part.sources) if s in row_of]
+    rows = np.array([r for r, _ in mine], dtype=np.int64)
+    kept = np.array([k for _, k in mine], dtype=np.int64)
+    return kept, relabelled.labels[rows]
+
+
+def calibrate_model(model: str | os.PathLike | None, data_path: str, ferplus: str | None = None,
+                    backend: str = "onnx") -> dict[str, Any]:
+    """Fit the temperature and the "uncertain" threshold on PublicTest against the FER+ majority
+    (the better ground truth), and report calibration before and after on both test splits and
+    both label sets. Nothing is written here (``ferkit calibrate --write`` stores the result)."""
+    from ferkit.evaluate.calibration import fit_temperature, uncertain_threshold
+    from ferkit.runtime.backends import with_temperature
+
+    runner, card = load_classifier(model, backend, calibrated=False)
+    data = load_data(data_path)
+    if (data.usage == OTHER).all():
+        raise DataError(f"{data_path}: calibration needs the challenge's PublicTest and PrivateTest splits")
+    votes_path = default_votes_path(data_path) if ferplus is None else ferplus
+    if not votes_path:
+        raise FerkitError("calibration needs the FER+ votes (--ferplus VOTES)")
+    votes = read_votes(votes_path)
+    splits = split_data(data, "canonical", 0)
+    probs = {name: classify(runner, splits[name].images) for name in ("val", "test")}
+    kept, majority = _ferplus_majority(data, splits["val"], votes)
+    temperature = fit_temperature(probs["val"][kept], majority)
+    threshold = uncertain_threshold(with_temperature(probs["val"][kept], temperature), majority)
+    report: dict[str, Any] = {"model": card["name"], "temperature": temperature, "uncertain_below": threshold,
+                              "fitted_on": "FER+ PublicTest, majority labels", "votes": str(votes_path)}
+    for name, split in (("PublicTest", "val"), ("PrivateTest", "test")):
+        part = splits[split]
+        kept, majority = _ferplus_majority(data, part, votes)
+        for labels_name, p, y in (("ferplus", probs[split][kept], majority),
+                                  ("fer2013", probs[split], part.labels)):
+            report[f"{name}/{labels_name}"] = {
+                "before": calibration_report(p, y),
+                "after": calibration_report(with_temperature(p, temperature), y, threshold)}
+    return report

@@ -58,9 +58,24 @@ def _metrics(y_true: np.ndarray, y_pred: np.ndarray, count_misses: bool) -> dict
     }
 
 
+def calibration_line(c: dict[str, Any]) -> str:
+    """ECE and NLL in one line, and what the "uncertain" flag marks when the card sets one."""
+    line = f"calibration: ECE {c['ece']:.4f} (15 bins)   NLL {c['nll']:.4f}"
+    u = c.get("uncertain")
+    if u:
+        flagged = "-" if u["accuracy_flagged"] is None else f"{u['accuracy_flagged']:.3f}"
+        rest = "-" if u["accuracy_rest"] is None else f"{u['accuracy_rest']:.3f}"
+        line += (f"   uncertain (top probability < {u['below']:.2f}): {u['share']:.1%} of faces, "
+                 f"accuracy {flagged} against {rest} for the rest")
+    return line
+
+
 def format_metrics(m: dict[str, Any]) -> str:
     """A human-readable table of the metrics."""
-    lines = [f"accuracy  {m['accuracy']:.4f}   macro-F1 {m['macro_f1']:.4f}   n={m['n']}", ""]
+    lines = [f"accuracy  {m['accuracy']:.4f}   macro-F1 {m['macro_f1']:.4f}   n={m['n']}"]
+    if "calibration" in m:
+        lines.append(calibration_line(m["calibration"]))
+    lines.append("")
     lines.append(f"{'class':10s} {'precision':>9s} {'recall':>7s} {'f1':>7s} {'support':>8s}")
     for c, v in m["per_class"].items():
         lines.append(

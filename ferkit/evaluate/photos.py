@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from ferkit.data.labelled_photos import LabelledPhotos, load_labelled_photos
 from ferkit.errors import DataError, FerkitError, ImageError
+from ferkit.evaluate.calibration import calibration_report
 from ferkit.evaluate.metrics import MISSED, compute_metrics, format_metrics, metrics_with_misses
 from ferkit.face import FACE_SIZE, Box
 from ferkit.imageio import load_image
@@ -105,11 +106,14 @@ def evaluate_photos(
             labels += [f.label for f in photo.faces]
     y_true = np.array(labels, np.int64)
     is_found = np.array(found, bool)
-    alone = recognizer.classify(np.concatenate(box_crops), tta).argmax(1)
+    alone_probs = recognizer.classify(np.concatenate(box_crops), tta)
+    alone = alone_probs.argmax(1)
     end_to_end = np.full(len(y_true), MISSED, np.int64)
     found_stack = np.stack(found_crops) if found_crops else np.empty((0, FACE_SIZE, FACE_SIZE), np.uint8)
     end_to_end[is_found] = recognizer.classify(found_stack, tta).argmax(1)
-    classifier = compute_metrics(y_true, alone) | {"landmark_crops": with_landmarks}
+    classifier = compute_metrics(y_true, alone) | {
+        "landmark_crops": with_landmarks,
+        "calibration": calibration_report(alone_probs, y_true, recognizer.uncertain_below)}
     e2e = metrics_with_misses(y_true, end_to_end)
     n_found = int(is_found.sum())
     e2e |= {"found": n_found, "found_rate": n_found / len(y_true) if len(y_true) else 0.0,
@@ -125,12 +129,12 @@ def evaluate_photos(
 
 def evaluate_labelled_photos(
     model: str | os.PathLike, data_path: str | Path, detector: str | None = None,
-    backend: str = "onnx", tta: bool = False, progress: bool = True,
+    backend: str = "onnx", tta: bool = False, progress: bool = True, calibrated: bool = True,
 ) -> dict[str, Any]:
     """Load the photos' labels and a Recognizer (``detector`` None: its default), then evaluate."""
     data = load_labelled_photos(data_path)  # before the model: a bad file fails fast
     kwargs: dict[str, Any] = {} if detector is None else {"detector": detector}
-    recognizer = Recognizer(model, backend=backend, **kwargs)
+    recognizer = Recognizer(model, backend=backend, calibrated=calibrated, **kwargs)
     return evaluate_photos(recognizer, data, tta=tta, progress=progress)
 
 

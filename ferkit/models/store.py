@@ -110,6 +110,21 @@ def file_sha256(path: str | Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+def write_calibration(reference: str | os.PathLike | None, calibration: dict[str, Any]) -> Path:
+    """Store ``calibration`` (temperature, "uncertain" threshold) in a model's JSON card, the
+    source of truth every backend reads it from; returns the card's path."""
+    ref = resolve(reference)
+    if ref.weights is None:
+        raise FerkitError(f"{ref.name}: an ONNX graph carries its card inside; calibrate the weights it "
+                          "was exported from and export again")
+    path = ref.weights.with_suffix(CARD_SUFFIX)
+    card = read_card(ref.weights)
+    card["calibration"] = calibration
+    text = json.dumps(card, indent=2) + "\n"
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    return path
+
+
 def atomic_write(path: Path, write: Callable[[str], object]) -> None:
     """Write through a temporary file in the same folder, then rename: never a half file."""
     path.parent.mkdir(parents=True, exist_ok=True)

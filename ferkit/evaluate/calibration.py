@@ -1,0 +1,104 @@
+"""Are the probabilities honest? Expected calibration error, reliability curves, and fitting the
+temperature and the "uncertain" threshold that the model card stores.
+
+A probability of 0.8 should be right 8 times in 10. Small networks trained on soft labels are
+usually close; temperature scaling (Guo et al. 2017) divides the log-probabilities by one number
+T fitted on held-out faces, which changes no label and makes the probabilities mean what they
+say. Fitted on FER+ PublicTest (majority labels), reported on PrivateTest and on faces from
+elsewhere.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ferkit.runtime.backends import with_temperature
+
+BINS = 15
+# Candidate thresholds for the "uncertain" flag (top probability below it).
+THRESHOLDS = np.round(np.arange(0.20, 0.905, 0.01), 2)
+
+
+def _confidence_and_hits(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    probs = np.asarray(probs, np.float64)
+    return probs.max(1), (probs.argmax(1) == np.asarray(labels)).astype(np.float64)
+
+
+def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = BINS) -> dict[str, list]:
+    """Per equal-width bin of the top probability: faces, mean confidence and accuracy."""
+    confidence, hits = _confidence_and_hits(probs, labels)
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    count = np.bincount(which, minlength=bins)
+    conf_sum = np.bincount(which, confidence, minlength=bins)
+    hit_sum = np.bincount(which, hits, minlength=bins)
+    safe = np.maximum(count, 1)
+    return {"edges": np.linspace(0, 1, bins + 1).round(4).tolist(), "count": count.tolist(),
+            "confidence": (conf_sum / safe).round(4).tolist(), "accuracy": (hit_sum / safe).round(4).tolist()}
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = BINS) -> float:
+    """ECE: the faces-weighted mean gap between confidence and accuracy over ``bins`` bins."""
+    if not len(labels):
+        return 0.0
+    r = reliability(probs, labels, bins)
+    count = np.asarray(r["count"], float)
+    gaps = np.abs(np.asarray(r["confidence"]) - np.asarray(r["accuracy"]))
+    return float((count * gaps).sum() / count.sum())
+
+
+def negative_log_likelihood(probs: np.ndarray, labels: np.ndarray) -> float:
+    picked = np.asarray(probs, np.float64)[np.arange(len(labels)), labels]
+    return float(-np.log(np.clip(picked, 1e-12, None)).mean())
+
+
+def fit_temperature(probs: np.ndarray, labels: np.ndarray, low: float = 0.25, high: float = 8.0) -> float:
+    """The T that minimises the NLL of ``with_temperature(probs, T)`` (golden-section search on
+    log T; the NLL is convex in 1/T)."""
+    labels = np.asarray(labels)
+
+    def nll(log_t: float) -> float:
+        return negative_log_likelihood(with_temperature(probs, math.exp(log_t)), labels)
+
+    a, b = math.log(low), math.log(high)
+    ratio = (math.sqrt(5) - 1) / 2
+    c, d = b - ratio * (b - a), a + ratio * (b - a)
+    for _ in range(60):
+        if nll(c) < nll(d):
+            b, d = d, c
+            c = b - ratio * (b - a)
+        else:
+            a, c = c, d
+            d = a + ratio * (b - a)
+    return round(math.exp((a + b) / 2), 4)
+
+
+def uncertain_threshold(probs: np.ndarray, labels: np.ndarray) -> float:
+    """The highest top-probability threshold under which the model is wrong at least half the
+    time: faces flagged "uncertain" are more often wrong than right (0.0: none qualifies)."""
+    confidence, hits = _confidence_and_hits(probs, labels)
+    best = 0.0
+    for t in THRESHOLDS:
+        below = confidence < t
+        if below.sum() >= 20 and hits[below].mean() <= 0.5:
+            best = float(t)
+    return best
+
+
+def _mean(values: np.ndarray) -> float | None:
+    return round(float(values.mean()), 4) if len(values) else None
+
+
+def calibration_report(probs: np.ndarray, labels: np.ndarray, uncertain_below: float = 0.0) -> dict[str, Any]:
+    """ECE, NLL, the reliability bins and, with a threshold, what the flag marks."""
+    out: dict[str, Any] = {"ece": round(expected_calibration_error(probs, labels), 4),
+                           "nll": round(negative_log_likelihood(probs, labels), 4),
+                           "reliability": reliability(probs, labels)}
+    if uncertain_below:
+        confidence, hits = _confidence_and_hits(probs, labels)
+        flagged = confidence < uncertain_below
+        out["uncertain"] = {"below": uncertain_below, "share": round(float(flagged.mean()), 4),
+                            "accuracy_flagged": _mean(hits[flagged]), "accuracy_rest": _mean(hits[~flagged])}
+    return out
