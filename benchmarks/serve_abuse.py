@@ -6,7 +6,8 @@ One server (one worker, the default limits and read deadlines) takes, all at the
 - 64 clients posting a 640x480 photo back to back (the users who should still be served);
 - the malformed set (tests/support/malformed.py) plus EPS/PS uploads;
 - slow clients: hundreds of connections dribbling their headers a byte a second;
-- stalled clients: 9.9 MB uploads and 30 MB batch uploads that stop before the end;
+- stalled clients: 9.9 MB uploads and 31 MB batch uploads (under the 32 MB batch limit) that
+  stop before the end;
 - the decode-memory worst cases (16-bit and 8-bit PNGs just under and over the pixel limit).
 
 It reports status counts, tracebacks in the server log, 5xx, the worker's peak RSS over the
@@ -36,7 +37,15 @@ import httpx
 import numpy as np
 import repo_support  # noqa: F401  (tests/support on the path)
 from PIL import Image
-from serve_load import LoadStats, one_client, percentile, photo_jpeg, run_bad_input, summarise_load
+from serve_load import (
+    LoadStats,
+    bad_requests,
+    one_client,
+    percentile,
+    photo_jpeg,
+    run_bad_input,
+    summarise_load,
+)
 from support.launch import ServerProcess
 
 REPO = Path(__file__).resolve().parents[1]
@@ -107,14 +116,21 @@ async def _dribble(
     return "sent everything"
 
 
+# The start of a batch body: one file part, whose bytes then stop coming.
+BATCH_PART = (b'--x\r\nContent-Disposition: form-data; name="files"; filename="a.png"\r\n'
+              b"Content-Type: image/png\r\n\r\n")
+
+
 async def staller(
-    port: int, path: str, content_type: str, declared: int, sent: int, outcomes: Counter, waits: list[float]
+    port: int, path: str, content_type: str, declared: int, sent: int, outcomes: Counter, waits: list[float],
+    prefix: bytes = b"",
 ) -> None:
-    """Declares ``declared`` bytes, sends ``sent`` of them, then waits for the server to give up."""
+    """Declares ``declared`` bytes, sends ``prefix`` and ``sent`` zeros, then waits for the server
+    to give up."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(
         f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
-        f"Content-Length: {declared}\r\n\r\n".encode()
+        f"Content-Length: {declared}\r\n\r\n".encode() + prefix
     )
     chunk = b"\0" * 65536
     for _ in range(0, sent, len(chunk)):
@@ -164,34 +180,40 @@ def reset_peak_rss(pid: int) -> None:
     Path(f"/proc/{pid}/clear_refs").write_text("5")
 
 
-async def watch(
-    url: str, pid: int, deadline: float, health_ms: list[float], health_status: Counter, rss: list[float]
+def watch(
+    url: str, pid: int, deadline: float, health_ms: list[float], health_status: Counter, rss: list[float],
+    health_at: list[float],
 ) -> None:
-    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+    """/healthz and the worker's RSS every 0.2 s, from a thread of its own: the abusing clients'
+    event loop is busy pushing hundreds of MB at the start, and must not delay the probe."""
+    with httpx.Client(base_url=url, timeout=30) as client:
         while time.monotonic() < deadline:
             start = time.perf_counter()
             try:
-                health_status[(await client.get("/healthz")).status_code] += 1
+                health_status[client.get("/healthz").status_code] += 1
             except httpx.HTTPError as exc:
                 health_status[type(exc).__name__] += 1
             health_ms.append((time.perf_counter() - start) * 1000)
+            health_at.append(time.monotonic())
             rss.append(rss_mb(pid))
-            await asyncio.sleep(0.2)
+            time.sleep(0.2)
 
 
 async def abuse(
     server: ServerProcess, photo: bytes, args: argparse.Namespace, inputs: dict[str, tuple[bytes, str]]
 ) -> dict:
+    malformed = bad_requests(args.bad, 10 * MB)
     deadline = time.monotonic() + args.duration
     load, counter = LoadStats(), [0]
     dribbles, stalls, worst, health_status = Counter(), Counter(), Counter(), Counter()
     stall_waits: list[float] = []
     health_ms: list[float] = []
+    health_at: list[float] = []
     rss: list[float] = []
     pid = server.process.pid
     start = time.monotonic()
     tasks = [
-        watch(server.url, pid, deadline, health_ms, health_status, rss),
+        asyncio.to_thread(watch, server.url, pid, deadline, health_ms, health_status, rss, health_at),
         *(one_client(server.url, photo, deadline, 10**9, counter, load) for _ in range(args.clients)),
         *(dribbler(server.port, deadline, dribbles) for _ in range(args.dribblers)),
         *(
@@ -203,16 +225,17 @@ async def abuse(
                 server.port,
                 "/v1/predict/batch",
                 "multipart/form-data; boundary=x",
-                40 * MB,
-                30 * MB,
+                31 * MB,
+                24 * MB,
                 stalls,
                 stall_waits,
+                BATCH_PART,
             )
             for _ in range(args.stalled_batches)
         ),
         worst_case_sender(server.url, inputs, deadline, worst),
     ]
-    results = await asyncio.gather(run_bad_input(server.url, args.bad, 10 * MB), *tasks)
+    results = await asyncio.gather(run_bad_input(server.url, args.bad, 10 * MB, requests=malformed), *tasks)
     elapsed = time.monotonic() - start
     return {
         "elapsed_s": round(elapsed, 1),
@@ -235,6 +258,9 @@ async def abuse(
             "p50_ms": round(percentile(health_ms, 50) or 0, 1),
             "p99_ms": round(percentile(health_ms, 99) or 0, 1),
             "max_ms": round(max(health_ms, default=0), 1),
+            "slowest_at_s": round(health_at[health_ms.index(max(health_ms))] - start, 1)
+            if health_ms
+            else None,
         },
         "rss_mb": {
             "max_sampled": round(max(rss, default=0), 1),
@@ -302,11 +328,11 @@ def write_markdown(result: dict, path: Path) -> None:
         f"- **{result['config']['dribblers']} header dribblers** (a byte a second, reconnecting when cut): "
         f"{a['dribblers']}.",
         f"- **{result['config']['stalled']} stalled 9.9 MB uploads and {result['config']['stalled_batches']} "
-        f"stalled 40 MB batches** (sent 9 MB / 30 MB, then silence): {a['stalled_uploads']['outcomes']}, "
+        f"stalled 31 MB batches** (sent 9 MB / 24 MB, then silence): {a['stalled_uploads']['outcomes']}, "
         f"cut after {cuts['min']}-{cuts['max']} s of silence.",
         f"- **Worst-case inputs**, four at a time, round after round: {a['worst_case_inputs']}.",
         f"- **/healthz** every 0.2 s: {health['statuses']}, p50 {health['p50_ms']} ms, "
-        f"p99 {health['p99_ms']} ms, max {health['max_ms']} ms.",
+        f"p99 {health['p99_ms']} ms, max {health['max_ms']} ms ({health['slowest_at_s']} s into the run).",
         f"- **Worker RSS**: peak {a['rss_mb']['peak_vmhwm']} MB (kernel high-water mark), "
         f"largest sample {a['rss_mb']['max_sampled']} MB.",
         f"- **Server log**: {result['server_log']['tracebacks']} tracebacks, "
@@ -358,7 +384,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--clients", type=int, default=64, help="users posting photos")
     p.add_argument("--dribblers", type=int, default=400, help="connections dribbling headers")
     p.add_argument("--stalled", type=int, default=40, help="stalled 9.9 MB uploads")
-    p.add_argument("--stalled-batches", type=int, default=3, help="stalled 40 MB batch uploads")
+    p.add_argument("--stalled-batches", type=int, default=3, help="stalled 31 MB batch uploads")
     p.add_argument("--bad", type=int, default=984, help="malformed requests")
     p.add_argument("--server-args", default="", help="extra `ferkit serve` options, e.g. '--body-timeout 30'")
     p.add_argument("--note", default="", help="context recorded with the numbers")

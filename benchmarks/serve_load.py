@@ -171,9 +171,15 @@ async def send_bad(client: httpx.AsyncClient, bad: BadRequest) -> tuple[str, int
     return bad.kind, response.status_code, ok, detail
 
 
-async def run_bad_input(url: str, count: int, max_upload_bytes: int, concurrency: int = 8) -> dict:
-    requests = malformed_requests(count, max_upload_bytes, seed=7)
-    requests += [streamed_oversize(max_upload_bytes) for _ in range(3)]
+def bad_requests(count: int, max_upload_bytes: int) -> list[BadRequest]:
+    """The malformed set plus chunked oversized bodies (built before any clock starts: seconds)."""
+    return malformed_requests(count, max_upload_bytes, seed=7) + [streamed_oversize(max_upload_bytes)
+                                                                  for _ in range(3)]
+
+
+async def run_bad_input(url: str, count: int, max_upload_bytes: int, concurrency: int = 8,
+                        requests: list[BadRequest] | None = None) -> dict:
+    requests = bad_requests(count, max_upload_bytes) if requests is None else requests
     semaphore = asyncio.Semaphore(concurrency)
     async with httpx.AsyncClient(base_url=url, timeout=60) as client:
         async def limited(bad: BadRequest):

@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
@@ -181,13 +182,18 @@ def _is_raw_image_type(media_type: str) -> bool:
 
 
 async def _spool_raw_body(request: Request, max_bytes: int, spool: Any) -> None:
-    """Write the body into ``spool``, refused (413) as soon as it passes ``max_bytes``."""
+    """Write the body into ``spool``, refused (413) as soon as it passes ``max_bytes``. Once the
+    spool is on disk, writes run in a worker thread, as Starlette's form parts do: forty uploads
+    arriving at once must not hold the event loop (and /healthz) while their bytes hit the disk."""
     seen = 0
     async for chunk in request.stream():
         seen += len(chunk)
         if seen > max_bytes:
             raise PayloadTooLarge(f"image too large: the limit is {describe_bytes(max_bytes)}")
-        spool.write(chunk)
+        if getattr(spool, "_rolled", False):
+            await anyio.to_thread.run_sync(spool.write, chunk)
+        else:
+            spool.write(chunk)
     spool.seek(0)
 
 
