@@ -250,3 +250,44 @@ def test_binding_every_interface_without_a_key_warns(monkeypatch) -> None:
         assert httpx.get(f"{server.url}/v1/models").status_code == 401
         keyed = httpx.get(f"{server.url}/v1/models", headers={"X-API-Key": "from-the-environment"})
         assert keyed.status_code == 200
+
+
+def test_connections_past_the_limit_get_503_and_the_file_limit_fits_them() -> None:
+    """--max-connections 8: the ninth gets 503. The server starts with a soft open-file limit of
+    200 (inherited) and raises it to fit its connections (8 + 256 for files and the rest)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 300:
+        pytest.skip(f"the hard open-file limit ({hard}) leaves no room to raise")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (200, hard))
+    try:
+        server = ServerProcess("--max-connections", "8", cwd=REPO)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    with server:
+        limits = Path(f"/proc/{server.process.pid}/limits").read_text()
+        line = next(line for line in limits.splitlines() if line.startswith("Max open files"))
+        assert int(line.split()[3]) >= 8 + 256
+        idle = [_connect(server) for _ in range(8)]
+        try:
+            assert httpx.get(f"{server.url}/healthz", timeout=10).status_code == 503
+        finally:
+            for sock in idle:
+                sock.close()
+        time.sleep(0.5)
+        assert httpx.get(f"{server.url}/healthz", timeout=10).status_code == 200
+
+
+def test_a_batch_body_over_its_total_is_refused_before_it_is_read(ferkit_server) -> None:
+    with _connect(ferkit_server) as sock:
+        sock.sendall(b"POST /v1/predict/batch HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                     b"multipart/form-data; boundary=x\r\nContent-Length: 40000000\r\n\r\n")
+        sock.settimeout(10)
+        answer = b""
+        while b"batch too large" not in answer:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 413") and b"batch too large" in answer
