@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -247,7 +248,9 @@ def _header(result: dict) -> list[str]:
     training = env["concurrent_training"]
     return ["# Inference speed: ferkit vs fer", "",
             f"Command: `{result['command']}`  ", f"Date: {result['date']}  ",
-            f"Machine: {env['cpus']} CPUs, {env['threads']} threads per runtime; torch {env['torch']}, "
+            f"Machine: {env.get('cpu_model', 'CPU')}, {env['cpus']} CPUs, {env['threads']} threads per "
+            "runtime; "
+            f"torch {env['torch']}, "
             f"onnxruntime {env['onnxruntime']}; model `{ours['model']}` ({ours['model_params']:,} "
             f"parameters, {ours['model_mmacs']:.0f} M multiply-adds per face); detector "
             f"{ours.get('detector', 'HaarDetector')} (video: "
@@ -322,6 +325,17 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def cpu_model() -> str:
+    """The CPU's name (/proc/cpuinfo), which decides the ratios more than anything else here."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--photo", help="portrait whose face builds the 3-face photo and the video "
@@ -352,9 +366,10 @@ def main() -> int:
     training = sorted(set(training_before) | set(concurrent_training()))
 
     result = {
-        "command": "nice -n 19 .venv/bin/python benchmarks/inference.py",
+        "command": shlex.join([".venv/bin/python", "benchmarks/inference.py", *sys.argv[1:]]),
         "date": time.strftime("%Y-%m-%d %H:%M"),
-        "environment": {"cpus": os.cpu_count(), "threads": THREADS, "python": platform.python_version(),
+        "environment": {"cpus": os.cpu_count(), "cpu_model": cpu_model(), "threads": THREADS,
+                        "python": platform.python_version(),
                         "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
                         "niceness": os.nice(0), "load_average": os.getloadavg(),
                         "concurrent_training": training},
