@@ -31,7 +31,7 @@ import numpy as np
 import repo_support  # noqa: F401  (tests/support on the path)
 import torch
 from support.synthetic import group_photo, moving_face_frames, write_video
-from timing import window_rate
+from timing import cpu_model, window_rate
 
 from ferkit.inference import Recognizer
 from ferkit.inference.detect import make_detector
@@ -323,17 +323,6 @@ def markdown(result: dict) -> str:
     if ours.get("int8", "").startswith("skipped"):
         lines += ["", f"ferkit onnx int8: {ours['int8']}"]
     return "\n".join(lines) + "\n"
-
-
-def cpu_model() -> str:
-    """The CPU's name (/proc/cpuinfo), which decides the ratios more than anything else here."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> int:

@@ -13,12 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from timing import window_rate
+from timing import cpu_model, window_rate
 
 from ferkit.data import load_data, split_data
 from ferkit.runtime.export import export_model
@@ -43,18 +45,19 @@ def main() -> None:
                   "int8": export_model(args.model, "onnx", Path(tmp) / "int8.onnx", quantize="int8",
                                        calibration=args.data)}
         backends = {name: OnnxBackend(path, threads=THREADS) for name, path in graphs.items()}
-        result: dict = {"model": args.model, "command": f"nice -n 19 .venv/bin/python "
-                        f"benchmarks/int8_accuracy.py --model {args.model}",
+        command = shlex.join([".venv/bin/python", "benchmarks/int8_accuracy.py", *sys.argv[1:]])
+        result: dict = {"model": args.model, "command": command,
+                        "cpu": cpu_model(),
                         "date": time.strftime("%Y-%m-%d %H:%M"), "threads": THREADS, "splits": {}}
         for split in ("val", "test"):
             data = splits[split]
-            probs = {name: b.probabilities(data.images.numpy()) for name, b in backends.items()}
-            labels = data.labels.numpy()
+            probs = {name: b.probabilities(data.images) for name, b in backends.items()}
+            labels = data.labels
             result["splits"][split] = {
                 **{f"accuracy_{name}": float((p.argmax(1) == labels).mean()) for name, p in probs.items()},
                 "label_agreement": float((probs["float32"].argmax(1) == probs["int8"].argmax(1)).mean()),
                 "n": len(labels)}
-        batch = splits["val"].images[:64].numpy()
+        batch = splits["val"].images[:64]
         rates: dict[str, list[float]] = {name: [] for name in backends}
         for _ in range(args.rounds):
             for name, b in backends.items():
@@ -74,7 +77,7 @@ def markdown(r: dict) -> str:
     names = {"val": "PublicTest", "test": "PrivateTest"}
     speed = r["crops_per_s_batch64"]
     lines = [f"# int8 vs float32 ONNX: `{r['model']}`", "", f"Command: `{r['command']}`  ",
-             f"Date: {r['date']}; {r['threads']} threads; load average "
+             f"Date: {r['date']}; {r.get('cpu', 'CPU')}, {r['threads']} threads; load average "
              + ", ".join(f"{x:.1f}" for x in r["load_average"]), "",
              "| split | n | float32 accuracy | int8 accuracy | same label |",
              "| --- | ---: | ---: | ---: | ---: |"]

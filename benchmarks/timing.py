@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import platform
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 
 def window_rate(fn: Callable[[], object], items_per_call: int, seconds: float) -> float:
@@ -14,3 +16,14 @@ def window_rate(fn: Callable[[], object], items_per_call: int, seconds: float) -
         fn()
         calls += 1
     return calls * items_per_call / elapsed
+
+
+def cpu_model() -> str:
+    """The CPU's name (/proc/cpuinfo), which decides the ratios more than anything else here."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
