@@ -72,7 +72,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         raise FerkitError("--detector and --quiet apply to labelled photos only "
                           "(a folder with labels.csv and images/)")
     m = evaluate_model(args.model, args.data, args.split, args.protocol, args.split_seed, args.tta,
-                       args.exclude_train_duplicates, args.ferplus, args.backend)
+                       args.exclude_train_duplicates, args.ferplus, args.backend,
+                       calibrated=not args.uncalibrated)
     if args.json:
         print(json.dumps(m))
     else:
@@ -103,11 +104,55 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                    help="FER+ votes file for the second score (default: ../ferplus/ferplus_votes.csv.gz "
                         "beside the data folder; '' skips it)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--uncalibrated", action="store_true",
+                   help="score the network's own probabilities, without the model card's temperature")
     _add_backend_option(p)
     # labelled photos (a folder with labels.csv and images/): see _eval_labelled_photos
     p.add_argument("--detector", help="labelled photos: face detector (default: the Recognizer's)")
     p.add_argument("--quiet", action="store_true", help="labelled photos: no progress bar")
     p.set_defaults(func=_cmd_eval)
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    import json
+
+    from ferkit.evaluate.crops import calibrate_model
+    from ferkit.models.store import write_calibration
+
+    report = calibrate_model(args.model, args.data, args.ferplus, args.backend)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"model {report['model']}: temperature {report['temperature']:.4f}, uncertain below "
+              f"{report['uncertain_below']:.2f} (fitted on {report['fitted_on']})")
+        print(f"{'split / labels':24s} {'ECE before':>10s} {'after':>7s} {'NLL before':>10s} {'after':>7s}  "
+              "uncertain: share, accuracy flagged / rest")
+        for key, value in report.items():
+            if "/" in key:
+                b, a = value["before"], value["after"]
+                u = a["uncertain"]
+                print(f"{key:24s} {b['ece']:10.4f} {a['ece']:7.4f} {b['nll']:10.4f} {a['nll']:7.4f}  "
+                      f"{u['share']:.1%}, {u['accuracy_flagged']} / {u['accuracy_rest']}")
+    if args.write:
+        path = write_calibration(args.model, {k: report[k] for k in ("temperature", "uncertain_below",
+                                                                        "fitted_on")})
+        print(f"wrote the calibration into {path}", file=sys.stderr)
+    return 0
+
+
+def _add_calibrate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("calibrate", help="fit the temperature and 'uncertain' threshold on FER+ PublicTest")
+    _add_model_option(p)
+    p.add_argument("--data", required=True,
+                   help="the FER2013 challenge CSV(.gz) (PublicTest and PrivateTest)")
+    p.add_argument("--ferplus", metavar="VOTES",
+                   help="FER+ votes file (default: ../ferplus/ferplus_votes.csv.gz beside the data folder)")
+    p.add_argument("--write", action="store_true",
+                   help="store the result in the model card (a weights file's .json, a run folder's "
+                        "model.json)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_backend_option(p)
+    p.set_defaults(func=_cmd_calibrate)
 
 
 # ---- `ferkit eval --data FOLDER` with labels.csv: labelled photos (ferkit/evaluate/photos.py)
@@ -127,7 +172,7 @@ def _eval_labelled_photos(args: argparse.Namespace) -> int:
         raise FerkitError(f"{', '.join(unused)}: not for labelled photos ({args.data} has labels.csv "
                           "and no splits; every labelled face is scored)")
     m = evaluate_labelled_photos(args.model, args.data, detector=args.detector, backend=args.backend,
-                                 tta=args.tta, progress=not args.quiet)
+                                 tta=args.tta, progress=not args.quiet, calibrated=not args.uncalibrated)
     print(json.dumps(m) if args.json else format_photo_metrics(m))
     return 0
 
@@ -393,9 +438,49 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_export)
 
 
+def _cmd_batch(args: argparse.Namespace) -> int:
+    require(f"ferkit batch {args.batch_command}", "ray", "pyarrow")
+    from ferkit.batch.run import run_batch
+
+    if args.batch_command == "video":
+        options = {"detector": args.detector, "every": args.every, "frames_per_range": args.frames_per_range}
+    else:
+        options = {"detector": None if args.no_detect else args.detector, "detect": not args.no_detect}
+    return run_batch(args.batch_command, args.paths, args.out, fmt=args.format, address=args.address,
+                     workers=args.workers, cpus_per_worker=args.cpus_per_worker, progress=not args.quiet,
+                     model=args.model, **options)
+
+
+def _add_batch(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("batch", help="predict or video over many files on a Ray cluster (ferkit[ray])")
+    bsub = p.add_subparsers(dest="batch_command")
+    p.set_defaults(func=_needs_subcommand("ferkit batch", bsub))
+    for name, what in (("predict", "photos: `ferkit predict --csv` rows"),
+                       ("video", "videos split into frame ranges: `ferkit video --csv` rows with source")):
+        s = bsub.add_parser(name, help=what)
+        s.add_argument("paths", nargs="+", metavar="PATH", help="files, folders (recursive) or globs")
+        s.add_argument("--out", required=True, metavar="DIR",
+                       help="folder for the result files (created; earlier results in it are replaced)")
+        s.add_argument("--format", choices=["parquet", "jsonl"], default="parquet", help="result file format")
+        s.add_argument("--address", help="join this Ray cluster (HOST:PORT or auto); default: a local one")
+        s.add_argument("--workers", type=int, help="actors, one model each (default: the cluster's CPUs)")
+        s.add_argument("--cpus-per-worker", type=float, default=1, help="CPUs (and threads) per actor")
+        _add_model_option(s)
+        _add_detector_option(s)
+        if name == "video":
+            s.add_argument("--every", type=int, default=1, metavar="N", help="analyse every Nth frame")
+            s.add_argument("--frames-per-range", type=int, default=600, metavar="N",
+                           help="frames per unit of work: a long video spreads over the workers")
+        else:
+            s.add_argument("--no-detect", action="store_true", help="inputs are already-cropped faces")
+        s.add_argument("--quiet", action="store_true", help="no progress")
+        s.set_defaults(func=_cmd_batch)
+
+
 # Each command group registers itself here; keep one _add_* function per command.
 _COMMANDS = [_add_train, _add_eval, _add_report, _add_data, _add_model, _add_serve,
-             _add_predict, _add_explain, _add_video, _add_export]
+             _add_predict, _add_explain, _add_video, _add_export, _add_calibrate,
+             _add_batch]
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -31,6 +31,8 @@ OPTIONAL: dict[str, tuple[str, str]] = {
     "fastapi": ("FastAPI", "serve"),
     "uvicorn": ("uvicorn", "serve"),
     "python_multipart": ("python-multipart", "serve"),
+    "ray": ("Ray", "ray"),
+    "pyarrow": ("pyarrow", "ray"),
 }
 INCLUDED = {"plot": "train"}  # the train extra brings matplotlib too
 

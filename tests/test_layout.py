@@ -20,6 +20,7 @@ LAYERS = [
     {"ferkit.inference"},
     {"ferkit.evaluate"},
     {"ferkit.train"},
+    {"ferkit.batch"},
     {"ferkit.serve"},
     {"ferkit.cli", "ferkit.__main__"},
 ]

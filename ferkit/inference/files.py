@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import cv2
 import numpy as np
@@ -22,7 +22,15 @@ import numpy as np
 from ferkit.errors import ImageError
 from ferkit.face import CLASSES, FACE_SIZE
 from ferkit.imageio import IMAGE_SUFFIXES, load_image
-from ferkit.inference.types import LANDMARK_COLUMNS, Prediction, error_json, landmark_cells, prediction_json
+from ferkit.inference.types import (
+    LANDMARK_COLUMNS,
+    LANDMARK_DECIMALS,
+    Prediction,
+    error_json,
+    format_cells,
+    landmark_values,
+    prediction_json,
+)
 
 if TYPE_CHECKING:
     from ferkit.inference.recognizer import FoundFaces, Recognizer
@@ -149,6 +157,24 @@ class JsonWriter(Writer):
 
 CSV_FIELDS = ["source", "face", "x", "y", "w", "h", "label", "score", "uncertain", *CLASSES,
               *LANDMARK_COLUMNS, "detection_score", "note", "error"]
+CSV_DECIMALS = {"score": 6, **dict.fromkeys(CLASSES, 6), **LANDMARK_DECIMALS}
+
+
+def face_rows(pred: Prediction) -> list[dict[str, Any]]:
+    """One image's rows of :data:`CSV_FIELDS` with numbers as numbers (None where absent): one
+    per face, or one with the note when there is none. The CSV formats them; ``ferkit batch``
+    keeps them as they are."""
+    if not pred.faces:
+        return [{"source": pred.source, "note": pred.note}]
+    return [{"source": pred.source, "face": i, **(face.box.rect() if face.box else {}), "label": face.label,
+             "score": face.score, "uncertain": int(face.uncertain), **face.probabilities,
+             **landmark_values(face.box), "note": pred.note}
+            for i, face in enumerate(pred.faces, 1)]
+
+
+def error_row(source: str, reason: str) -> dict[str, Any]:
+    """The row of an input that could not be read."""
+    return {"source": source, "error": reason}
 
 
 class CsvWriter(Writer):
@@ -161,17 +187,11 @@ class CsvWriter(Writer):
         self._csv.writeheader()
 
     def prediction(self, pred: Prediction) -> None:
-        if not pred.faces:
-            self._csv.writerow({"source": pred.source, "note": pred.note})
-        for i, face in enumerate(pred.faces, 1):
-            box = face.box.rect() if face.box else {}
-            probs = {c: f"{p:.6f}" for c, p in face.probabilities.items()}
-            self._csv.writerow({"source": pred.source, "face": i, **box, "label": face.label,
-                                "score": f"{face.score:.6f}", "uncertain": int(face.uncertain), **probs,
-                                **landmark_cells(face.box), "note": pred.note})
+        for row in face_rows(pred):
+            self._csv.writerow(format_cells(row, CSV_DECIMALS))
 
     def error(self, source: str, reason: str) -> None:
-        self._csv.writerow({"source": source, "error": reason})
+        self._csv.writerow(error_row(source, reason))
 
 
 def _chunks(items: list[Input], size: int) -> Iterator[list[Input]]:

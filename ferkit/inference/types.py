@@ -12,15 +12,31 @@ from ferkit.inference.explain import Explanation
 LANDMARK_COLUMNS = [f"{name}_{axis}" for name in LANDMARKS for axis in "xy"]
 
 
+def landmark_values(box: Box | None) -> dict[str, float | None]:
+    """The 10 landmark coordinates and the detection score as numbers, None where absent (the
+    values behind the CSV cells, kept as numbers by Parquet output)."""
+    values: dict[str, float | None] = dict.fromkeys([*LANDMARK_COLUMNS, "detection_score"])
+    if box is not None and box.landmarks is not None:
+        coords = [v for point in box.landmarks for v in point]
+        values.update({c: float(v) for c, v in zip(LANDMARK_COLUMNS, coords)})
+    if box is not None and box.score is not None:
+        values["detection_score"] = float(box.score)
+    return values
+
+
+# Decimals of the CSV cells that hold landmarks and the detection score.
+LANDMARK_DECIMALS = {**dict.fromkeys(LANDMARK_COLUMNS, 2), "detection_score": 4}
+
+
+def format_cells(row: dict[str, Any], decimals: dict[str, int]) -> dict[str, Any]:
+    """A row of numbers as CSV cells: floats of the columns in ``decimals`` rounded to that many
+    places, None as an empty cell, the rest as they are."""
+    return {k: "" if v is None else f"{v:.{decimals[k]}f}" if k in decimals else v for k, v in row.items()}
+
+
 def landmark_cells(box: Box | None) -> dict[str, str]:
     """CSV cells: the 10 landmark coordinates (0.01 px) and the detection score; empty where absent."""
-    cells = dict.fromkeys([*LANDMARK_COLUMNS, "detection_score"], "")
-    if box is not None and box.landmarks is not None:
-        values = [v for point in box.landmarks for v in point]
-        cells.update({c: f"{float(v):.2f}" for c, v in zip(LANDMARK_COLUMNS, values)})
-    if box is not None and box.score is not None:
-        cells["detection_score"] = f"{box.score:.4f}"
-    return cells
+    return format_cells(landmark_values(box), LANDMARK_DECIMALS)
 
 
 def landmarks_dict(landmarks: Landmarks | None) -> dict[str, list[float]] | None:

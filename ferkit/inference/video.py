@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -23,13 +23,21 @@ from ferkit.errors import FerkitError
 from ferkit.face import CLASSES
 from ferkit.inference.annotate import draw_faces
 from ferkit.inference.tracking import IouTracker
-from ferkit.inference.types import LANDMARK_COLUMNS, Face, face_from_probs, landmark_cells
+from ferkit.inference.types import (
+    LANDMARK_COLUMNS,
+    LANDMARK_DECIMALS,
+    Face,
+    face_from_probs,
+    format_cells,
+    landmark_values,
+)
 
 if TYPE_CHECKING:
     from ferkit.inference.recognizer import Recognizer
 
 CSV_FIELDS = ["frame", "time_s", "face_id", "x", "y", "w", "h", "label", "score", "uncertain", *CLASSES,
               *LANDMARK_COLUMNS, "detection_score"]
+CSV_DECIMALS = {"time_s": 3, "score": 5, **dict.fromkeys(CLASSES, 5), **LANDMARK_DECIMALS}
 # Detection runs on frames shrunk to at most this side; it bounds the cost of HD video (YuNet's
 # own input side, 320, is below it; HaarDetector shrinks 640x480 frames to 320x240 anyway).
 DETECT_SIDE = 640
@@ -96,20 +104,32 @@ class VideoAnalyzer:
             raise FerkitError("--every must be at least 1")
         self.recognizer = recognizer
         self.every = every
-        self.tracker = IouTracker(max_missed=max(2, 15 // every))
+        self.tracker = make_tracker(every)
         self._last: tuple[list[Face], list[int]] = ([], [])
 
     def analyse(self, index: int, bgr: np.ndarray) -> tuple[list[Face], list[int], bool]:
         """(faces, their ids, whether this frame was analysed); skipped frames repeat the last."""
         if index % self.every:
             return (*self._last, False)
-        boxes, crops = self.recognizer.locate(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-        probs = self.recognizer.classify(crops) if len(boxes) else np.empty((0, len(CLASSES)))
-        faces = [face_from_probs(p.tolist(), b, self.recognizer.uncertain_below)
-                 for p, b in zip(probs, boxes, strict=True)]
-        ids = self.tracker.update(boxes)
+        faces = frame_faces(self.recognizer, bgr)
+        ids = self.tracker.update([f.box for f in faces])
         self._last = (faces, ids)
         return faces, ids, True
+
+
+def make_tracker(every: int) -> IouTracker:
+    """The tracker for a video analysed every ``every`` frames (a face may go unseen for about
+    half a second of video, at least two analysed frames, before it loses its id)."""
+    return IouTracker(max_missed=max(2, 15 // every))
+
+
+def frame_faces(recognizer: Recognizer, bgr: np.ndarray) -> list[Face]:
+    """The faces of one BGR frame, classified in one forward pass, in the detector's order (the
+    order the tracker reads them in). ``ferkit batch video`` calls it on its frame ranges."""
+    boxes, crops = recognizer.locate(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    probs = recognizer.classify(crops) if len(boxes) else np.empty((0, len(CLASSES)))
+    return [face_from_probs(p.tolist(), b, recognizer.uncertain_below)
+            for p, b in zip(probs, boxes, strict=True)]
 
 
 def analyse_video(
@@ -185,17 +205,21 @@ def _open_csv(path: str | Path | None):
     return rows, f
 
 
+def record_row(r: FaceRecord) -> dict[str, Any]:
+    """A face record as a row of :data:`CSV_FIELDS`, numbers as numbers (the CSV formats them;
+    ``ferkit batch video`` keeps them as they are)."""
+    b = r.face.box
+    assert b is not None
+    return {"frame": r.frame, "time_s": r.time_s, "face_id": r.face_id, **b.rect(), "label": r.face.label,
+            "score": r.face.score, "uncertain": int(r.face.uncertain), **r.face.probabilities,
+            **landmark_values(b)}
+
+
 def _write_rows(rows: csv.DictWriter | None, records: list[FaceRecord]) -> None:
     if rows is None:
         return
     for r in records:
-        b = r.face.box
-        assert b is not None
-        probs = {c: f"{p:.5f}" for c, p in r.face.probabilities.items()}
-        rows.writerow({"frame": r.frame, "time_s": f"{r.time_s:.3f}", "face_id": r.face_id,
-                       "x": b.x, "y": b.y, "w": b.w, "h": b.h, "label": r.face.label,
-                       "score": f"{r.face.score:.5f}", "uncertain": int(r.face.uncertain), **probs,
-                       **landmark_cells(b)})
+        rows.writerow(format_cells(record_row(r), CSV_DECIMALS))
 
 
 class LiveVideoWriter:
