@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from ferkit.errors import ImageError
 
@@ -80,6 +80,12 @@ def _decode(img: Image.Image, max_side: int | None = None) -> Image.Image:
     return _decode_sized(img, max_side)[0]
 
 
+# EXIF orientation -> the transpose that undoes it (as ImageOps.exif_transpose does).
+_ORIENTATIONS = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+                 4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+                 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
+
+
 def _decode_sized(img: Image.Image, max_side: int | None = None) -> tuple[Image.Image, tuple[int, int]]:
     """Decode the pixels, EXIF-rotated; with ``max_side``, no larger than that on either side
     (JPEG decodes at the reduced size directly, others are reduced right after decoding, before
@@ -90,12 +96,14 @@ def _decode_sized(img: Image.Image, max_side: int | None = None) -> tuple[Image.
         if max_side is not None and img.format == "JPEG" and max(img.size) > max_side:
             img.draft(img.mode, (max_side, max_side))  # DCT scaling: never holds the full size
         img.load()
-        loaded = img.size
-        ImageOps.exif_transpose(img, in_place=True)  # not a copy: a full-size copy costs as much as the image
-        if img.size != loaded:  # rotated by a quarter turn
-            width, height = height, width
+        transpose = _ORIENTATIONS.get(img.getexif().get(0x0112, 1))
         if max_side is not None:
-            img = _shrink(img, max_side)
+            img = _shrink(img, max_side)  # first: the transpose then copies the reduced image only
+        if transpose is not None:
+            img = img.transpose(transpose)  # a new image: the caller's own (a PIL input) is untouched
+            if transpose in (Image.Transpose.TRANSPOSE, Image.Transpose.TRANSVERSE,
+                             Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_270):
+                width, height = height, width
     except MemoryError:
         raise
     except Exception as exc:  # untrusted bytes: any decoder failure is the file's fault

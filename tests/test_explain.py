@@ -10,7 +10,7 @@ import pytest
 from conftest import run_ferkit
 from PIL import Image
 
-from ferkit.inference.explain import PATCH, crop_to_image, occlusion_maps
+from ferkit.inference.explain import crop_to_image, occlusion_maps
 
 
 def _mouth_rows(heatmap: np.ndarray) -> float:
@@ -100,4 +100,3 @@ def test_predict_annotate_explain_draws_the_map_and_json_carries_it(tmp_path: Pa
     mouth = (slice(138, 152), slice(210, 240))  # between YuNet's mouth corners
     assert np.abs(a[mouth] - b[mouth]).mean() > 20
     assert np.abs(a[:40] - b[:40]).max() == 0  # far above the face nothing changes
-    assert PATCH == 12

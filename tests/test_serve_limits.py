@@ -75,19 +75,46 @@ def test_stalled_headers_get_408_and_the_connection_closes(strict_server) -> Non
 
 def test_dribbling_headers_are_cut_off_too(strict_server) -> None:
     """A byte every 0.3 s keeps a naive server waiting forever; the deadline counts from the start."""
+    answer = b""
     with _connect(strict_server) as sock:
         start = time.monotonic()
         sock.settimeout(0.3)
         for byte in b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 100:
             try:
                 sock.sendall(bytes([byte]))
-                if sock.recv(65536):
+                answer += sock.recv(65536)
+                if answer:
                     break
             except TimeoutError:
                 continue
             except OSError:
                 break
-        assert time.monotonic() - start < HEADER_TIMEOUT + 3
+        elapsed = time.monotonic() - start
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:80]
+    assert elapsed < HEADER_TIMEOUT + 3
+
+
+def test_the_next_request_on_a_kept_alive_connection_has_a_deadline_too(strict_server) -> None:
+    with _connect(strict_server) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        sock.settimeout(10)
+        first = sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200")
+        sock.sendall(b"GET /healthz HTTP/1.1\r\n")  # the next request's first line, then nothing
+        answer, waited = _read_until_closed(sock)
+    assert b"HTTP/1.1 408" in answer and answer.count(b"HTTP/1.1") == 1, answer[:100]
+    assert waited < HEADER_TIMEOUT + 3
+
+
+def test_pipelined_requests_are_all_answered_then_the_idle_connection_times_out(strict_server) -> None:
+    request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    with _connect(strict_server) as sock:
+        sock.sendall(request * 3)
+        answer, waited = _read_until_closed(sock)
+    assert answer.count(b"HTTP/1.1 200") == 3, answer[:300]
+    assert answer.count(b"HTTP/1.1 408") == 1
+    assert answer.rindex(b"HTTP/1.1 408") > answer.rindex(b"HTTP/1.1 200")
+    assert HEADER_TIMEOUT * 0.8 < waited < HEADER_TIMEOUT + 3
 
 
 def test_stalled_body_is_cut_off_and_its_temp_file_removed(strict_server, astronaut_png: Path) -> None:

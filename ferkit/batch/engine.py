@@ -68,6 +68,12 @@ def worker_count(workers: int | None, cpus_per_worker: float) -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_worker))
 
 
+def model_for_workers(model: str | os.PathLike) -> str:
+    """The model reference as the workers must see it: a file or folder by its absolute path
+    (their working directory is not the driver's), a shipped name as it is."""
+    return os.path.abspath(model) if os.path.exists(model) else str(model)
+
+
 def pool(workers: int) -> ray.data.ActorPoolStrategy:
     """A fixed pool: each actor loads its model once and keeps it for the whole job."""
     return ray.data.ActorPoolStrategy(size=workers)

@@ -21,7 +21,7 @@ import pyarrow as pa
 import ray
 import ray.data
 
-from ferkit.batch.engine import pool, schema, setup_worker, to_table, worker_count
+from ferkit.batch.engine import model_for_workers, pool, schema, setup_worker, to_table, worker_count
 from ferkit.errors import FerkitError, ImageError
 from ferkit.inference.detect import make_detector
 from ferkit.inference.files import CHUNK, CSV_FIELDS, error_row, expand_inputs, face_rows
@@ -62,7 +62,7 @@ def predict_dataset(
     return ds.map_batches(
         PhotoPredictor, batch_format="pyarrow", batch_size=size, compute=pool(min(n, blocks)),
         num_cpus=cpus_per_worker,
-        fn_constructor_kwargs={"model": str(model), "detector": detector if detect else None,
+        fn_constructor_kwargs={"model": model_for_workers(model), "detector": detector if detect else None,
                                "cpus": cpus_per_worker})
 
 

@@ -32,7 +32,7 @@ import pyarrow as pa
 import ray
 import ray.data
 
-from ferkit.batch.engine import pool, schema, setup_worker, to_table, worker_count
+from ferkit.batch.engine import model_for_workers, pool, schema, setup_worker, to_table, worker_count
 from ferkit.errors import FerkitError
 from ferkit.face import Box
 from ferkit.inference.detect import make_detector
@@ -82,7 +82,7 @@ def video_dataset(
     ds = ds.map_batches(
         RangeAnalyser, batch_format="pyarrow", batch_size=1, compute=pool(min(n, len(ranges))),
         num_cpus=cpus_per_worker,
-        fn_constructor_kwargs={"model": str(model), "detector": detector, "every": every,
+        fn_constructor_kwargs={"model": model_for_workers(model), "detector": detector, "every": every,
                                "cpus": cpus_per_worker})
     ds.context.shuffle_strategy = "sort_shuffle_pull_based"  # tasks: no shuffle actors holding CPUs
     return ds.groupby("source").map_groups(stitch_video, batch_format="pyarrow", fn_kwargs={"every": every})

@@ -43,13 +43,15 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
     """ECE: the faces-weighted mean gap between confidence and accuracy over ``bins`` bins."""
     if not len(labels):
         return 0.0
-    r = reliability(probs, labels, bins)
-    count = np.asarray(r["count"], float)
-    gaps = np.abs(np.asarray(r["confidence"]) - np.asarray(r["accuracy"]))
-    return float((count * gaps).sum() / count.sum())
+    confidence, hits = _confidence_and_hits(probs, labels)
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    gaps = np.abs(np.bincount(which, confidence, bins) - np.bincount(which, hits, bins))
+    return float(gaps.sum() / len(labels))  # sum over bins of |sum conf - sum hits|, over N
 
 
 def negative_log_likelihood(probs: np.ndarray, labels: np.ndarray) -> float:
+    if not len(labels):
+        return 0.0
     picked = np.asarray(probs, np.float64)[np.arange(len(labels)), labels]
     return float(-np.log(np.clip(picked, 1e-12, None)).mean())
 
@@ -77,7 +79,7 @@ def fit_temperature(probs: np.ndarray, labels: np.ndarray, low: float = 0.25, hi
 
 def uncertain_threshold(probs: np.ndarray, labels: np.ndarray) -> float:
     """The highest top-probability threshold under which the model is wrong at least half the
-    time: faces flagged "uncertain" are more often wrong than right (0.0: none qualifies)."""
+    time: faces flagged "uncertain" are right no more often than wrong (0.0: none qualifies)."""
     confidence, hits = _confidence_and_hits(probs, labels)
     best = 0.0
     for t in THRESHOLDS:
@@ -88,6 +90,7 @@ def uncertain_threshold(probs: np.ndarray, labels: np.ndarray) -> float:
 
 
 def _mean(values: np.ndarray) -> float | None:
+    """Rounded mean; None for no values (JSON has no NaN)."""
     return round(float(values.mean()), 4) if len(values) else None
 
 
@@ -99,6 +102,6 @@ def calibration_report(probs: np.ndarray, labels: np.ndarray, uncertain_below: f
     if uncertain_below:
         confidence, hits = _confidence_and_hits(probs, labels)
         flagged = confidence < uncertain_below
-        out["uncertain"] = {"below": uncertain_below, "share": round(float(flagged.mean()), 4),
+        out["uncertain"] = {"below": uncertain_below, "share": _mean(flagged),
                             "accuracy_flagged": _mean(hits[flagged]), "accuracy_rest": _mean(hits[~flagged])}
     return out

@@ -15,7 +15,7 @@ from ferkit.errors import DataError, FerkitError
 from ferkit.evaluate.calibration import calibration_report
 from ferkit.evaluate.metrics import compute_metrics
 from ferkit.runtime.backends import classify
-from ferkit.runtime.loader import load_classifier, uncertain_below
+from ferkit.runtime.loader import load_classifier, temperature_of, uncertain_below
 
 
 def evaluate_model(
@@ -67,8 +67,7 @@ def evaluate_model(
         }
     return metrics | {"model": card["name"], "backend": backend, "data": str(data_path), "split": split,
                       "protocol": protocol, "tta": tta, "calibrated": calibrated,
-                      "temperature": float((card.get("calibration") or {}).get("temperature", 1.0))
-                      if calibrated else 1.0}
+                      "temperature": temperature_of(card) if calibrated else 1.0}
 
 
 def _ferplus_majority(data: Any, part: Any, votes: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -65,15 +65,17 @@ class Recognizer:
         return f"Recognizer(model={self.model_name!r}, detector={detector}, backend={self.backend_name!r})"
 
     def predict(self, image: ImageSource, color: str = "rgb", detect: bool = True,
-                explain: bool = False) -> Prediction:
+                explain: bool | int = False) -> Prediction:
         """All faces in one image. Raises :class:`ferkit.errors.ImageError` if it cannot be read.
 
         ``explain``: each face also gets an occlusion map of what its label relied on
-        (:mod:`ferkit.inference.explain`; 100 extra crops per face)."""
+        (:mod:`ferkit.inference.explain`; 100 extra crops per face); a number N: only the first
+        N faces of each image do (a service bounds a request's work so)."""
         return self.predict_batch([image], color=color, detect=detect, explain=explain)[0]
 
     def predict_batch(
-        self, images: Sequence[ImageSource], color: str = "rgb", detect: bool = True, explain: bool = False
+        self, images: Sequence[ImageSource], color: str = "rgb", detect: bool = True,
+        explain: bool | int = False,
     ) -> list[Prediction]:
         """Like :meth:`predict` for each image, with all their faces in one forward pass.
 
@@ -83,18 +85,23 @@ class Recognizer:
         found = [self._find_faces_of(i, image, color, detect, len(images)) for i, image in enumerate(images)]
         return self.classify_found(found, explain)
 
-    def classify_found(self, found: Sequence[FoundFaces], explain: bool = False) -> list[Prediction]:
-        """Predictions for images already through :meth:`find_faces`, all faces in one batch."""
+    def classify_found(self, found: Sequence[FoundFaces], explain: bool | int = False) -> list[Prediction]:
+        """Predictions for images already through :meth:`find_faces`, all faces in one batch
+        (``explain`` as in :meth:`predict`)."""
         crops = np.concatenate([f.crops for f in found]) if found else np.empty((0, FACE_SIZE, FACE_SIZE))
         probs = self.classify(crops)
-        maps = occlusion_maps(self.classify, crops, probs.argmax(1)) if explain else None
+        limit = len(crops) if explain is True else int(explain)
+        starts = np.cumsum([0] + [len(f.boxes) for f in found])[:-1]
+        explained = [s + k for s, f in zip(starts, found) for k in range(min(limit, len(f.boxes)))]
+        maps = dict(zip(explained, occlusion_maps(self.classify, crops[explained],
+                                                  probs[explained].argmax(1)), strict=True))
         results, start = [], 0
         for f in found:
             rows = probs[start : start + len(f.boxes)]
             faces = [face_from_probs(p.tolist(), box, self.uncertain_below)
                      for p, box in zip(rows, f.boxes, strict=True)]
-            if maps is not None:
-                for k, (face, box) in enumerate(zip(faces, f.boxes, strict=True)):
+            for k, (face, box) in enumerate(zip(faces, f.boxes, strict=True)):
+                if start + k in maps:
                     face.explanation = Explanation(maps[start + k], crop_to_image(box, (f.width, f.height)))
             start += len(f.boxes)
             results.append(Prediction(faces=faces, width=f.width, height=f.height, note=f.note,

@@ -34,11 +34,6 @@ def format_cells(row: dict[str, Any], decimals: dict[str, int]) -> dict[str, Any
     return {k: "" if v is None else f"{v:.{decimals[k]}f}" if k in decimals else v for k, v in row.items()}
 
 
-def landmark_cells(box: Box | None) -> dict[str, str]:
-    """CSV cells: the 10 landmark coordinates (0.01 px) and the detection score; empty where absent."""
-    return format_cells(landmark_values(box), LANDMARK_DECIMALS)
-
-
 def landmarks_dict(landmarks: Landmarks | None) -> dict[str, list[float]] | None:
     """``{"right_eye": [x, y], ...}`` (0.01 px), or None without landmarks."""
     if landmarks is None:
@@ -52,7 +47,7 @@ class Face:
     label: str
     score: float
     probabilities: dict[str, float]  # all 7 classes, in CLASSES order
-    # The top probability is under the model card's threshold: more often wrong than right.
+    # The top probability is under the model card's threshold: wrong at least half the time.
     uncertain: bool = False
     explanation: Explanation | None = None  # with explain=True: what the label relied on
 

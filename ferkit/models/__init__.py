@@ -1,7 +1,8 @@
 """Models: architectures registered by name and their blocks (PyTorch), and where models are
 kept: :mod:`ferkit.models.store` resolves every model reference without importing PyTorch.
 
-``create_model``, ``list_architectures``, ``model_options`` and ``register_model`` load on first
+``create_model``, ``list_architectures``, ``model_options``, ``register_model`` and
+``takes_any_option`` load on first
 use, so that the light runtime can import :mod:`ferkit.models.store` without PyTorch.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["create_model", "list_architectures", "model_options", "register_model"]
+__all__ = ["create_model", "list_architectures", "model_options", "register_model", "takes_any_option"]
 
 
 def __getattr__(name: str) -> Any:

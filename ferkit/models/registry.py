@@ -45,6 +45,13 @@ def list_architectures() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def takes_any_option(arch: str) -> bool:
+    """Whether the constructor takes ``**kwargs`` (a user's architecture may): then its keys
+    cannot be listed or checked before it is built."""
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD
+               for p in inspect.signature(_constructor(arch)).parameters.values())
+
+
 def model_options(arch: str) -> dict[str, tuple[Any, str]]:
     """An architecture's keyword options (the ``model.*`` config keys): name -> (default, help).
     The help comes from the constructor's ``option_help`` dict, where it has one."""

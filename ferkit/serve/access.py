@@ -54,13 +54,13 @@ def _header(scope: Scope, name: bytes) -> str:
     return ""
 
 
-def presented_key(scope: Scope) -> str:
-    """The key a request carries, from X-API-Key or an Authorization: Bearer header."""
+def presented_key(scope: Scope) -> bytes:
+    """The key a request carries, as sent, from X-API-Key or an Authorization: Bearer header."""
     key = _header(scope, b"x-api-key")
     if key:
-        return key.strip()
+        return key.strip().encode("latin-1")
     scheme, _, token = _header(scope, b"authorization").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
+    return token.strip().encode("latin-1") if scheme.lower() == "bearer" else b""
 
 
 class AccessMiddleware:
@@ -68,7 +68,7 @@ class AccessMiddleware:
 
     def __init__(self, app: ASGIApp, api_key: str = "", allowed_hosts: Sequence[str] = ("*",)) -> None:
         self.app = app
-        self.api_key = api_key.encode()
+        self.api_key = api_key.strip().encode()  # HTTP headers carry bytes: UTF-8 keys as UTF-8
         self.allowed = [h.lower() for h in allowed_hosts]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -96,7 +96,7 @@ class AccessMiddleware:
         return path not in OPEN_PATHS and not path.startswith(OPEN_PREFIXES)
 
     def _key_matches(self, scope: Scope) -> bool:
-        return hmac.compare_digest(presented_key(scope).encode(), self.api_key)
+        return hmac.compare_digest(presented_key(scope), self.api_key)
 
 
 async def _refuse(send: Send, status: int, detail: str,

@@ -281,7 +281,7 @@ def _add_api_routes(app: FastAPI) -> None:
         Same JSON as `ferkit predict --json`. No face gives 200 with an empty `faces` list.
         `?detect=false`: the image is already a cropped face (one face, `box` null), as
         `ferkit predict --no-detect`. `uncertain` is true when the top probability is under the
-        model card's threshold (more often wrong than right on held-out faces).
+        model card's threshold (wrong at least half the time on held-out faces).
         `?explain=true`: each face also has an `explanation`: `heatmap`, a 24x24 grid over the
         48x48 aligned crop of how much the label relied on each part (drop in log-odds when it is
         hidden), and `crop_to_image`, the 2x3 affine from crop pixels to image pixels.

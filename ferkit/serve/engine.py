@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 DECODE_CONCURRENCY = 2
 # Forward passes at the same time per process.
 INFERENCE_CONCURRENCY = 1
+# Faces of one request that get an explanation (100 extra crops each): a photo of a crowd must
+# not buy minutes of one worker's time with ?explain=true.
+EXPLAIN_MAX_FACES = 16
 # Largest image a request may declare (a 48-megapixel phone photo passes); bigger ones are 422.
 SERVE_MAX_PIXELS = 50_000_000
 # Longest side kept after decoding. The detector sees 320 px on the longest side and faces are
@@ -98,4 +101,5 @@ class Engine:
     def _predict_array(self, image: np.ndarray, detect: bool = True, explain: bool = False) -> Prediction:
         if self._recognizer is None:
             raise RuntimeError("Engine.start() has not run")
-        return self._recognizer.predict(image, color="rgb", detect=detect, explain=explain)
+        return self._recognizer.predict(image, color="rgb", detect=detect,
+                                        explain=EXPLAIN_MAX_FACES if explain else False)

@@ -20,6 +20,7 @@ import logging
 import os
 from typing import Any
 
+import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 log = logging.getLogger("ferkit.serve")
@@ -49,33 +50,45 @@ class DeadlineH11Protocol(H11Protocol):
         self.header_timeout = _seconds("FERKIT_SERVE_HEADER_TIMEOUT", DEFAULT_HEADER_TIMEOUT)
         self.body_timeout = _seconds("FERKIT_SERVE_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT)
         self._deadline: asyncio.TimerHandle | None = None
-        self._reading = "headers"  # what the timer waits for: "headers", "body" or "" (nothing)
+        self._reading = ""  # what the timer waits for: "headers", "body" or "" (nothing)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm("headers")
+        self._sync_deadline()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
 
     def handle_events(self) -> None:
-        cycle = self.cycle
         super().handle_events()
-        if self.transport.is_closing():
-            self._disarm()
-        elif self.cycle is not cycle and self.cycle is not None and self.cycle.more_body:
-            self._arm("body")  # a new request's headers are in; now its body
-        elif self.cycle is not None and not self.cycle.more_body and self._reading:
-            self._disarm()  # the whole request is in: the app has it
+        self._sync_deadline()
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if not self.transport.is_closing():
-            self._arm("headers")  # the next request on this keep-alive connection
+        super().on_response_complete()  # may start the next cycle and parse a pipelined request
+        self._sync_deadline()
+
+    def _sync_deadline(self) -> None:
+        """Keep the timer for what the client owes now, by h11's state of the connection: the
+        next request's headers (both sides idle), its body (their side sending one), or nothing
+        (the request is in and the app answers). A timer already running for the same thing is
+        left alone: its deadline counts from when the wait began, not from the last byte."""
+        if self.transport.is_closing():
+            self._disarm()
+            return
+        theirs, ours = self.conn.their_state, self.conn.our_state
+        if theirs is h11.IDLE and ours is h11.IDLE:
+            wanted = "headers"
+        elif theirs is h11.SEND_BODY:
+            wanted = "body"
+        else:
+            wanted = ""
+        if wanted != self._reading:
+            self._disarm()
+            if wanted:
+                self._arm(wanted)
 
     def _arm(self, what: str) -> None:
-        self._disarm()
         self._reading = what
         seconds = self.header_timeout if what == "headers" else self.body_timeout
         self._deadline = self.loop.call_later(seconds, self._too_late)
@@ -92,6 +105,6 @@ class DeadlineH11Protocol(H11Protocol):
             return
         self._reading = ""
         log.debug("closing %s: the request %s did not arrive in time", self.client, what)
-        if what == "headers" or not self.cycle.response_started:
+        if what == "headers" or self.cycle is None or not self.cycle.response_started:
             self.transport.write(timeout_response(what))
         self.transport.close()

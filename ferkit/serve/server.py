@@ -78,4 +78,4 @@ def run_server(host: str = "127.0.0.1", port: int = 8000, model: str = "default"
     os.environ["FERKIT_SERVE_THREADS"] = str(worker_threads(workers)) if workers > 1 else "0"
     uvicorn.run("ferkit.serve.app:app_from_env", factory=True, host=host, port=port, workers=workers,
                 log_level=log_level, http="ferkit.serve.protocol:DeadlineH11Protocol",
-                limit_concurrency=max_connections)
+                limit_concurrency=max_connections + 1)  # uvicorn counts the asking connection too

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ferkit.errors import FerkitError
-from ferkit.models import model_options
+from ferkit.models import model_options, takes_any_option
 from ferkit.train.augment import AugmentConfig
 from ferkit.train.keys import key
 
@@ -93,7 +93,8 @@ def build_config(raw: dict[str, Any]) -> TrainConfig:
         raise FerkitError(f"arch={cfg.arch!r} must be the name of an architecture, e.g. \"paper_net\"")
     if not isinstance(cfg.model, dict):
         raise FerkitError(f"model={cfg.model!r} must be a table of model.* settings, e.g. model.dropout=0.2")
-    check_known(f"model key(s) of {cfg.arch}", cfg.model, list(model_options(cfg.arch)))
+    if not takes_any_option(cfg.arch):
+        check_known(f"model key(s) of {cfg.arch}", cfg.model, list(model_options(cfg.arch)))
     for name, allowed in CHOICES.items():
         if getattr(cfg, name) not in allowed:
             raise FerkitError(f"{name}={getattr(cfg, name)!r} is not one of {', '.join(allowed)}")

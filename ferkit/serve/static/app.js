@@ -229,7 +229,7 @@ function renderFace(face, index) {
     const flag = document.createElement("span");
     flag.className = "uncertain";
     flag.textContent = " uncertain";
-    flag.title = "the top probability is under the model's threshold: more often wrong than right";
+    flag.title = "the top probability is under the model's threshold: wrong at least half the time";
     card.querySelector(".score").after(flag);
   }
   renderBars(card.querySelector(".bars"), face.probabilities, face.label);
