@@ -39,6 +39,7 @@ import cv2
 import numpy as np
 import repo_support  # noqa: F401  (tests/support on the path)
 from support.synthetic import group_photo
+from timing import cpu_model
 
 from ferkit.errors import FerkitError
 from ferkit.imageio import load_image
@@ -204,7 +205,7 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "environment": {"cpus": os.cpu_count(), "opencv": cv2.__version__,
                         "opencv_threads": cv2.getNumThreads(), "python": platform.python_version(),
-                        "load_average": os.getloadavg(), "cpu": cpu_name()},
+                        "load_average": os.getloadavg(), "cpu": cpu_model()},
         "data": {"wider_photos": len(wider_names), "wider_faces": truth_buckets,
                  "expw_photos": len(expw_names), "expw_faces": expw_faces},
         "bars": BARS, "speed_budget_of_haar": SPEED_BUDGET, "false_budget": FALSE_BUDGET,
@@ -216,16 +217,6 @@ def main() -> None:
     (out / "detector_choice.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "detector_choice.md").write_text(markdown(result))
     print(markdown(result))
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def markdown(result: dict) -> str:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from detector_choice import BUCKETS, bucket, iou_matrix, read_boxes
 from inference import concurrent_training, start_fer
+from timing import cpu_model
 
 from ferkit.data.labelled_photos import load_labelled_photos
 from ferkit.evaluate.metrics import compute_metrics, metrics_with_misses
@@ -113,13 +113,6 @@ def fer_on_photos(fer, data) -> dict:
     return {"classifier": classifier, "end_to_end": end}
 
 
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def summary_row(name: str, expw: dict, recall: dict[str, float], ms: list[float]) -> dict:
     return {"system": name, "expw_found_rate": expw["end_to_end"]["found_rate"],
             "expw_end_to_end_accuracy": expw["end_to_end"]["accuracy"],
@@ -192,7 +185,7 @@ def main() -> int:
     result = {
         "command": ".venv/bin/python benchmarks/in_the_wild.py " + " ".join(sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d %H:%M"),
-        "environment": {"cpus": os.cpu_count(), "cpu": cpu_name(),
+        "environment": {"cpus": os.cpu_count(), "cpu": cpu_model(),
                         "load_average": os.getloadavg(), "concurrent_training": concurrent_training()},
         "systems": [summary_row(name, expw[name], *wider[name]) for name in expw],
         "details": expw, "fer_skipped": fer if isinstance(fer, str) else None,

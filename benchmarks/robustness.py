@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from in_the_wild import cpu_name
 from inference import concurrent_training, start_fer
+from timing import cpu_model
 
 from ferkit.evaluate.robustness import (
     CORRUPTIONS,
@@ -251,7 +251,7 @@ def main() -> int:
     command = ".venv/bin/python benchmarks/robustness.py" + "".join(f" {a}" for a in sys.argv[1:])
     result = {
         "command": command, "date": time.strftime("%Y-%m-%d %H:%M"),
-        "environment": {"cpu": cpu_name(), "cpus": os.cpu_count(), "threads": args.threads,
+        "environment": {"cpu": cpu_model(), "cpus": os.cpu_count(), "threads": args.threads,
                         "onnxruntime": onnxruntime.__version__, "load_average": os.getloadavg(),
                         "concurrent_training": concurrent_training(), "fer": fer_info},
         "data": {"path": args.data, "votes": faces.votes, "n_fer2013": len(faces.labels),
