@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 from conftest import run_ferkit
 
-from ferkit.evaluate.calibration import expected_calibration_error, fit_temperature, uncertain_threshold
+from ferkit.evaluate.calibration import (
+    expected_calibration_error,
+    fit_temperature,
+    lowest_ece_temperature,
+    uncertain_threshold,
+)
 from ferkit.inference.types import face_from_probs
 from ferkit.models.store import WEIGHTS_DIR, read_card
 from ferkit.runtime.backends import with_temperature
@@ -45,6 +50,9 @@ def test_the_fit_recovers_a_known_temperature_and_removes_the_calibration_error(
     t = fit_temperature(probs, labels)
     assert t == pytest.approx(1.8, rel=0.06)
     assert expected_calibration_error(with_temperature(probs, t), labels) < 0.015
+    best_t, best_ece = lowest_ece_temperature(probs, labels)  # the hindsight diagnostic agrees
+    assert best_t == pytest.approx(1.8, rel=0.1)
+    assert best_ece <= expected_calibration_error(with_temperature(probs, t), labels) + 0.003
 
 
 def test_the_uncertain_threshold_marks_faces_more_often_wrong_than_right() -> None:
@@ -103,6 +111,7 @@ def test_calibrate_writes_the_card_and_the_model_then_uses_it(fer_csv: Path, tmp
     report = json.loads(run.stdout)
     after = report["PrivateTest/ferplus"]["after"]["ece"]
     assert after < report["PrivateTest/ferplus"]["before"]["ece"]
+    assert report["PrivateTest/ferplus"]["lowest_ece_any_temperature"]["ece"] <= after + 0.003
     written = json.loads((tmp_path / "mine.json").read_text())["calibration"]
     assert written["temperature"] == report["temperature"]
     evaluated = json.loads(run_ferkit("eval", "--model", weights, "--data", str(fer_csv), "--json").stdout)
