@@ -1,13 +1,16 @@
 """The ablation table the paper lacks: the plain CNN backbone, then shortcuts, SE attention,
 separable convolutions and augmentation added one by one, and the full model without each part.
 
-Every row trains with the same budget (``configs/ablation.toml``: paper_net at the shipped `paper` widths,
-a fixed number of epochs) on the canonical split, selects its epoch on PublicTest, and is
-scored on PrivateTest. Results go to ``results/ablation.md`` and ``results/ablation.json``.
+Every row trains with the same budget (``--config``; by default ``configs/ablation.toml``: paper_net
+at the shipped `paper` widths, 5 epochs) on the canonical split, selects its epoch on PublicTest,
+and is scored on PrivateTest. Results go to ``--out`` + ``.md`` / ``.json`` (``results/ablation``).
 
     python benchmarks/ablation.py --data ../shared/data/fer2013/fer2013.csv.gz [--seeds 0 1]
 
-Rows already in results/ablation.json are reused, so a later session can add a seed.
+The full budget (the paper's recipe, ``configs/paper.toml``: 40 epochs, early stopping) is
+``--config configs/paper.toml``; ``--jobs N`` trains N rows at once (a GPU machine:
+benchmarks/gpu_ablation.sh). Rows already in the output's JSON are reused, so a later session
+can add a seed; run folders that hold a checkpoint resume.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import json
 import shlex
 import subprocess
 import sys
+import tomllib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,21 +39,25 @@ ROWS: list[tuple[str, list[str]]] = [
 ]
 
 
-def run_row(data: str, out: str, overrides: list[str], seed: int) -> tuple[str, dict]:
-    cmd = ["ferkit", "train", "--config", "configs/ablation.toml", "--data", data, "--out", out,
-           f"seed={seed}", *overrides]
-    if not (REPO / out / "metrics_test.json").is_file():
+def run_row(config: str, data: str, out: str, overrides: list[str], seed: int) -> tuple[str, dict]:
+    """Train one row (or resume it) unless its run folder has test metrics; its log goes beside
+    the folder, so rows trained in parallel keep their progress bars apart."""
+    cmd = ["ferkit", "train", "--config", config, "--data", data, "--out", out, f"seed={seed}", *overrides]
+    folder = REPO / out
+    if not (folder / "metrics_test.json").is_file():
         # A killed row continues from its checkpoint (train refuses --resume without one).
-        resume = ["--resume"] if (REPO / out / "checkpoint.pt").is_file() else []
-        subprocess.run([sys.executable, "-m", "ferkit", *cmd[1:], *resume], cwd=REPO, check=True)
-    metrics = json.loads((REPO / out / "metrics_test.json").read_text())
+        resume = ["--resume"] if (folder / "checkpoint.pt").is_file() else []
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with open(folder.with_suffix(".log"), "a") as log:
+            subprocess.run([sys.executable, "-m", "ferkit", *cmd[1:], *resume], cwd=REPO, check=True,
+                           stdout=log, stderr=subprocess.STDOUT)
+    metrics = json.loads((folder / "metrics_test.json").read_text())
     return " ".join(shlex.quote(c) for c in cmd), metrics
 
 
-def measured_rows() -> dict[tuple[str, int], dict]:
-    """Rows already in results/ablation.json, by (row name, seed): a later session adds seeds
+def measured_rows(path: Path) -> dict[tuple[str, int], dict]:
+    """Rows already in the output's JSON, by (row name, seed): a later session adds seeds
     without retraining the earlier ones."""
-    path = REPO / "results" / "ablation.json"
     if not path.is_file():
         return {}
     return {(r["row"], r["seed"]): r for r in json.loads(path.read_text())}
@@ -57,33 +66,49 @@ def measured_rows() -> dict[tuple[str, int], dict]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default="../shared/data/fer2013/fer2013.csv.gz")
+    ap.add_argument("--config", default="configs/ablation.toml",
+                    help="the budget of every row (configs/paper.toml: the paper's full recipe)")
     ap.add_argument("--runs", default="runs/ablation")
+    ap.add_argument("--out", default="results/ablation", help="output stem: STEM.md and STEM.json")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    ap.add_argument("--retrain", action="store_true", help="ignore rows in results/ablation.json "
+    ap.add_argument("--jobs", type=int, default=1, help="rows trained at once")
+    ap.add_argument("--machine", default="the 2-core CPU machine", help="where it ran, for the table")
+    ap.add_argument("--retrain", action="store_true", help="ignore rows in the output's JSON "
                     "(finished run folders under --runs are still reused: delete them to retrain)")
+    ap.add_argument("overrides", nargs="*", help="config overrides for every row, e.g. threads=1")
     args = ap.parse_args()
-    measured = {} if args.retrain else measured_rows()  # other seeds stay in the table
+    stem = REPO / args.out
+    measured = {} if args.retrain else measured_rows(stem.with_suffix(".json"))  # other seeds stay
     order = {name: i for i, (name, _) in enumerate(ROWS)}
-    for seed in args.seeds:  # seed by seed: a cut-short study still has every row once
-        for i, (name, overrides) in enumerate(ROWS):
-            if (name, seed) in measured:
-                continue
-            command, m = run_row(args.data, f"{args.runs}/row{i}-seed{seed}", overrides, seed)
-            s = m["summary"]
-            measured[(name, seed)] = {
-                "row": name, "seed": seed, "test_accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
-                "params": s["params"], "train_minutes": s["train_minutes"],
-                "best_epoch": s["best_epoch"], "command": command}
-            print(f"{name:40s} seed {seed}: acc {m['accuracy']:.4f}", flush=True)
-            # after every row: a cut-short study still leaves its table
-            write(sorted(measured.values(), key=lambda r: (r["seed"], order[r["row"]])))
-    write(sorted(measured.values(), key=lambda r: (r["seed"], order[r["row"]])))
+    # seed by seed: a cut-short study still has every row once
+    todo = [(seed, i, name, overrides) for seed in args.seeds for i, (name, overrides) in enumerate(ROWS)
+            if (name, seed) not in measured]
+
+    def train(item: tuple[int, int, str, list[str]]) -> None:
+        seed, i, name, overrides = item
+        command, m = run_row(args.config, args.data, f"{args.runs}/row{i}-seed{seed}",
+                             [*overrides, *args.overrides], seed)
+        s = m["summary"]
+        measured[(name, seed)] = {
+            "row": name, "seed": seed, "test_accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
+            "params": s["params"], "train_minutes": s["train_minutes"],
+            "best_epoch": s["best_epoch"], "epochs_run": s.get("epochs_run"), "command": command}
+        print(f"{name:40s} seed {seed}: acc {m['accuracy']:.4f}", flush=True)
+
+    def save() -> None:
+        rows = sorted(measured.values(), key=lambda r: (r["seed"], order[r["row"]]))
+        write(stem, rows, args.config, args.machine, args.overrides)
+
+    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        for _ in pool.map(train, todo):  # after every row: a cut-short study still leaves its table
+            save()
+    save()
 
 
-def write(rows: list[dict]) -> None:
-    results = REPO / "results"
-    (results / "ablation.json").write_text(json.dumps(rows, indent=2) + "\n")
-    (results / "ablation.md").write_text(render(rows))
+def write(stem: Path, rows: list[dict], config: str, machine: str, overrides: list[str]) -> None:
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(render(rows, config, machine, overrides))
 
 
 def summarise(rows: list[dict]) -> list[dict]:
@@ -100,15 +125,21 @@ def summarise(rows: list[dict]) -> list[dict]:
     return out
 
 
-def render(rows: list[dict]) -> str:
-    config = (REPO / "configs" / "ablation.toml").read_text()
+def render(rows: list[dict], config_path: str = "configs/ablation.toml",
+           machine: str = "the 2-core CPU machine", overrides: list[str] = ()) -> str:
+    config = (REPO / config_path).read_text()
+    epochs = tomllib.loads(config).get("epochs")
+    for o in overrides:  # the budget as it ran
+        if o.startswith("epochs="):
+            epochs = int(o.split("=", 1)[1])
     seeds = sorted({r["seed"] for r in rows})
     table = summarise(rows)
     lines = ["# Ablation study (canonical split: train on Training, select on PublicTest, "
              "score on PrivateTest)", "",
-             f"One fixed budget for every row (`configs/ablation.toml`), {len(seeds)} seed(s) per row "
+             f"One budget for every row (`{config_path}`, {epochs} epochs), {len(seeds)} seed(s) per row "
              f"({', '.join(map(str, seeds))}). Train minutes: time in training steps (validation and "
-             "checkpoints excluded) on the 2-core CPU machine, mean over seeds.", "",
+             f"checkpoints excluded) on {machine}, mean over seeds."
+             + (f" Overrides for every row: `{' '.join(overrides)}`." if overrides else ""), "",
              "| model | " + " | ".join(f"seed {s} acc" for s in seeds) +
              " | mean acc | mean macro-F1 | params | train min |",
              "| --- |" + " --- |" * (len(seeds) + 4)]
@@ -116,24 +147,25 @@ def render(rows: list[dict]) -> str:
         accs = " | ".join(f"{t['acc'][s]:.2%}" if s in t["acc"] else "-" for s in seeds)
         lines.append(f"| {t['row']} | {accs} | {t['mean_acc']:.2%} | {t['mean_f1']:.4f} | "
                      f"{t['params']:,} | {t['mean_minutes']:.1f} |")
-    lines += ["", *reading(table, seeds), "", "Commands (run from the repository root):", "", "```"]
+    lines += ["", *reading(table, seeds, epochs), "", "Commands (run from the repository root):", "", "```"]
     lines += [r["command"] for r in rows]
     lines += ["```", "", "Budget:", "", "```toml", config.strip(), "```", ""]
     return "\n".join(lines)
 
 
-def reading(table: list[dict], seeds: list[int]) -> list[str]:
+def reading(table: list[dict], seeds: list[int], epochs: int | None = 5) -> list[str]:
     """What the numbers say, computed from them (so it cannot drift from the table)."""
     complete = [t for t in table if all(s in t["acc"] for s in seeds)]
     out = []
     if complete:
         best = max(complete, key=lambda t: t["mean_acc"])
         out.append(f"Best mean over all {len(seeds)} seed(s): {best['row']} ({best['mean_acc']:.2%}).")
-    out.append("A five-epoch budget favours models that fit fast; it does not show whether "
-               "augmentation and separable convolutions pay off over long runs (the full recipe of "
-               "`configs/paper.toml`, 40 epochs at these same widths, reaches 66.23% on PrivateTest, "
-               "and 68.49% at twice the width, `configs/paper-wide.toml`; no ablated model was "
-               "trained that long).")
+    if epochs is not None and epochs < 40:
+        out.append(f"A {epochs}-epoch budget favours models that fit fast; it does not show whether "
+                   "augmentation and separable convolutions pay off over long runs (the full recipe of "
+                   "`configs/paper.toml`, 40 epochs at these same widths, reaches 66.23% on PrivateTest, "
+                   "and 68.49% at twice the width, `configs/paper-wide.toml`; no ablated model was "
+                   "trained that long).")
     if len(seeds) > 1 and len(complete) >= 3:
         gaps = [max(t["acc"].values()) - min(t["acc"].values()) for t in complete]
         out.append(f"Seed-to-seed spread (max - min over {len(seeds)} seeds, {len(complete)} rows): "

@@ -7,7 +7,8 @@ crops for the end-to-end score (a missed face is wrong); then, for each model, s
 - decisions by ``log p - a * log prior`` (prior: the mean FER+ vote distribution of Training),
   on ExpW-dev and on FER+ PublicTest (selection sets only; PrivateTest is never read here);
 - the crop zoomed by 0.90-1.15 or shifted 2 px up or down (a warp of the 48x48 crop);
-- flip TTA.
+- flip TTA, and multi-crop TTA (3 zooms x 3 vertical shifts x flip, probabilities averaged);
+- the ensemble of all the models given (mean probabilities, single pass and multi-crop).
 
 Writes benchmarks/results/real_faces_study.json; results/real-faces/experiments.md quotes it:
 
@@ -41,6 +42,7 @@ from ferkit.train.loop import load_splits
 REPO = Path(__file__).resolve().parents[1]
 PRIOR_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 ZOOMS = (0.9, 0.95, 1.05, 1.1, 1.15)
+MULTI_CROP = [(z, d) for z in (0.95, 1.0, 1.05) for d in (-2, 0, 2)]  # each with its mirror image
 
 
 def pipeline_crops(expw: Path) -> dict[str, np.ndarray]:
@@ -73,7 +75,9 @@ def warped(crops: np.ndarray, zoom: float = 1.0, dy: float = 0.0) -> np.ndarray:
                                     borderMode=cv2.BORDER_REPLICATE) for c in crops])
 
 
-def study(model_ref: str, crops: dict[str, np.ndarray], val, prior: np.ndarray) -> dict:
+def study(model_ref: str, crops: dict[str, np.ndarray], val, prior: np.ndarray,
+          probs: dict[str, list[np.ndarray]]) -> dict:
+    """One model's figures; its probabilities go into ``probs`` for the ensemble."""
     net, _ = load_model(model_ref)
 
     def log_probs(faces: np.ndarray, tta: bool = False) -> np.ndarray:
@@ -96,7 +100,29 @@ def study(model_ref: str, crops: dict[str, np.ndarray], val, prior: np.ndarray) 
     out["crop"] |= {f"zoom {z}": accuracy(log_probs(warped(crops["alone"], zoom=z))) for z in ZOOMS}
     out["crop"] |= {f"shift {d:+d} px": accuracy(log_probs(warped(crops["alone"], dy=d))) for d in (-2, 2)}
     out["flip_tta"] = accuracy(log_probs(crops["alone"], tta=True))
+    single = {"alone": np.exp(alone), "e2e": np.exp(e2e), "public": np.exp(public)}
+    multi = {"alone": multi_crop(log_probs, crops["alone"]), "e2e": multi_crop(log_probs, crops["e2e"]),
+             "public": multi_crop(log_probs, val.images)}
+    out["multi_crop_tta"] = scores(multi, crops, val)
+    for key, p in (*((f"single/{k}", v) for k, v in single.items()),
+                   *((f"multi/{k}", v) for k, v in multi.items())):
+        probs.setdefault(key, []).append(p)
     return out
+
+
+def multi_crop(log_probs, faces: np.ndarray) -> np.ndarray:
+    """Mean probabilities over MULTI_CROP's warps, each with flip TTA (18 passes)."""
+    return np.mean([np.exp(log_probs(warped(faces, zoom=z, dy=d), tta=True)) for z, d in MULTI_CROP], axis=0)
+
+
+def scores(p: dict[str, np.ndarray], crops: dict[str, np.ndarray], val) -> dict:
+    """ExpW-dev alone (accuracy, macro-F1), end to end, FER+ PublicTest for probabilities ``p``."""
+    y = crops["labels"]
+    m = compute_metrics(y, p["alone"].argmax(1))
+    end = np.where(crops["found"], p["e2e"].argmax(1), -1)
+    return {"expw_alone_accuracy": m["accuracy"], "expw_alone_macro_f1": m["macro_f1"],
+            "expw_end_to_end_accuracy": float((end == y).mean()),
+            "ferplus_public_accuracy": compute_metrics(val.labels, p["public"].argmax(1))["accuracy"]}
 
 
 def main() -> None:
@@ -113,9 +139,18 @@ def main() -> None:
     crops = pipeline_crops(shared / "data" / "expw-dev")
     result = {"command": ".venv/bin/python benchmarks/real_faces_study.py " + " ".join(args.models),
               "prior": prior.round(4).tolist(), "expw_found": int(crops["found"].sum()),
-              "models": {m: study(m, crops, splits["val"], prior) for m in args.models}}
+              "models": {}}
+    probs: dict[str, list[np.ndarray]] = {}
+    for m in args.models:
+        result["models"][m] = study(m, crops, splits["val"], prior, probs)
+        print(m, json.dumps(result["models"][m]["multi_crop_tta"]), flush=True)
+    if len(args.models) > 1:
+        mean = {key: np.mean(p, axis=0) for key, p in probs.items()}
+        result["ensemble"] = {
+            when: scores({k: mean[f"{when}/{k}"] for k in ("alone", "e2e", "public")}, crops, splits["val"])
+            for when in ("single", "multi")}
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result["models"], indent=1))
+    print(json.dumps({k: result[k] for k in ("models", "ensemble") if k in result}, indent=1))
 
 
 if __name__ == "__main__":
