@@ -137,7 +137,10 @@ def main() -> None:
     splits = load_splits(load_config(None, ["labels=ferplus"]), csv_path)
     prior = splits["train"].targets.mean(0)
     crops = pipeline_crops(shared / "data" / "expw-dev")
-    result = {"command": ".venv/bin/python benchmarks/real_faces_study.py " + " ".join(args.models),
+    default_out = str(REPO / "benchmarks" / "results" / "real_faces_study.json")
+    out_arg = [] if args.out == default_out else ["--out", args.out]
+    command = [".venv/bin/python benchmarks/real_faces_study.py", *args.models, *out_arg]
+    result = {"command": " ".join(command),
               "prior": prior.round(4).tolist(), "expw_found": int(crops["found"].sum()),
               "models": {}}
     probs: dict[str, list[np.ndarray]] = {}
