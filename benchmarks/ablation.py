@@ -84,10 +84,17 @@ def main() -> None:
     todo = [(seed, i, name, overrides) for seed in args.seeds for i, (name, overrides) in enumerate(ROWS)
             if (name, seed) not in measured]
 
+    failed: list[str] = []
+
     def train(item: tuple[int, int, str, list[str]]) -> None:
         seed, i, name, overrides = item
-        command, m = run_row(args.config, args.data, f"{args.runs}/row{i}-seed{seed}",
-                             [*overrides, *args.overrides], seed)
+        out = f"{args.runs}/row{i}-seed{seed}"
+        try:
+            command, m = run_row(args.config, args.data, out, [*overrides, *args.overrides], seed)
+        except subprocess.CalledProcessError as e:  # report the row and go on with the others
+            failed.append(f"{name} seed {seed}")
+            print(f"{name:40s} seed {seed}: FAILED (exit {e.returncode}), see {out}.log", flush=True)
+            return
         s = m["summary"]
         measured[(name, seed)] = {
             "row": name, "seed": seed, "test_accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
@@ -103,6 +110,8 @@ def main() -> None:
         for _ in pool.map(train, todo):  # after every row: a cut-short study still leaves its table
             save()
     save()
+    if failed:
+        sys.exit(f"{len(failed)} row(s) failed: {', '.join(failed)}")
 
 
 def write(stem: Path, rows: list[dict], config: str, machine: str, overrides: list[str]) -> None:
@@ -126,12 +135,13 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 
 def render(rows: list[dict], config_path: str = "configs/ablation.toml",
-           machine: str = "the 2-core CPU machine", overrides: list[str] = ()) -> str:
+           machine: str = "the 2-core CPU machine", overrides: tuple[str, ...] | list[str] = ()) -> str:
     config = (REPO / config_path).read_text()
     epochs = tomllib.loads(config).get("epochs")
     for o in overrides:  # the budget as it ran
         if o.startswith("epochs="):
-            epochs = int(o.split("=", 1)[1])
+            value = o.split("=", 1)[1]
+            epochs = int(value) if value.isdigit() else None
     seeds = sorted({r["seed"] for r in rows})
     table = summarise(rows)
     lines = ["# Ablation study (canonical split: train on Training, select on PublicTest, "
