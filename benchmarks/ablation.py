@@ -21,10 +21,11 @@ import shlex
 import subprocess
 import sys
 import tomllib
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = "configs/ablation.toml"
 NO_AUG = ["augment.rotation=0", "augment.shift=0", "augment.zoom=0", "augment.hflip=false"]
 PLAIN = ["model.se=false", "model.separable=false", "model.shortcut=false"]
 ROWS: list[tuple[str, list[str]]] = [
@@ -55,21 +56,32 @@ def run_row(config: str, data: str, out: str, overrides: list[str], seed: int) -
     return " ".join(shlex.quote(c) for c in cmd), metrics
 
 
-def measured_rows(path: Path) -> dict[tuple[str, int], dict]:
+def measured_rows(path: Path, budget: str) -> dict[tuple[str, int], dict]:
     """Rows already in the output's JSON, by (row name, seed): a later session adds seeds
-    without retraining the earlier ones."""
+    without retraining the earlier ones. Rows of another budget are refused, not mixed in."""
     if not path.is_file():
         return {}
-    return {(r["row"], r["seed"]): r for r in json.loads(path.read_text())}
+    rows = json.loads(path.read_text())
+    other = {r.get("budget", DEFAULT_CONFIG) for r in rows} - {budget}
+    if other:
+        sys.exit(f"{path} holds rows of another budget ({', '.join(sorted(other))}); "
+                 "choose another --out and --runs, or pass --retrain")
+    return {(r["row"], r["seed"]): r for r in rows}
+
+
+def default_place(config: str, root: str) -> str:
+    """runs/ablation and results/ablation for the 5-epoch budget; ...-<config name> for others,
+    so that rows of two budgets never share a folder or a table."""
+    return root if config == DEFAULT_CONFIG else f"{root}-{Path(config).stem}"
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(epilog="Config overrides go after every option (or after --).")
     ap.add_argument("--data", default="../shared/data/fer2013/fer2013.csv.gz")
-    ap.add_argument("--config", default="configs/ablation.toml",
+    ap.add_argument("--config", default=DEFAULT_CONFIG,
                     help="the budget of every row (configs/paper.toml: the paper's full recipe)")
-    ap.add_argument("--runs", default="runs/ablation")
-    ap.add_argument("--out", default="results/ablation", help="output stem: STEM.md and STEM.json")
+    ap.add_argument("--runs", help="run folders (default runs/ablation[-CONFIG])")
+    ap.add_argument("--out", help="output stem: STEM.md and STEM.json (default results/ablation[-CONFIG])")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--jobs", type=int, default=1, help="rows trained at once")
     ap.add_argument("--machine", default="the 2-core CPU machine", help="where it ran, for the table")
@@ -77,39 +89,39 @@ def main() -> None:
                     "(finished run folders under --runs are still reused: delete them to retrain)")
     ap.add_argument("overrides", nargs="*", help="config overrides for every row, e.g. threads=1")
     args = ap.parse_args()
-    stem = REPO / args.out
-    measured = {} if args.retrain else measured_rows(stem.with_suffix(".json"))  # other seeds stay
+    runs = args.runs or default_place(args.config, "runs/ablation")
+    stem = REPO / (args.out or default_place(args.config, "results/ablation"))
+    budget = " ".join([args.config, *args.overrides])
+    measured = {} if args.retrain else measured_rows(stem.with_suffix(".json"), budget)  # other seeds stay
     order = {name: i for i, (name, _) in enumerate(ROWS)}
     # seed by seed: a cut-short study still has every row once
     todo = [(seed, i, name, overrides) for seed in args.seeds for i, (name, overrides) in enumerate(ROWS)
             if (name, seed) not in measured]
 
-    failed: list[str] = []
-
-    def train(item: tuple[int, int, str, list[str]]) -> None:
-        seed, i, name, overrides = item
-        out = f"{args.runs}/row{i}-seed{seed}"
-        try:
-            command, m = run_row(args.config, args.data, out, [*overrides, *args.overrides], seed)
-        except subprocess.CalledProcessError as e:  # report the row and go on with the others
-            failed.append(f"{name} seed {seed}")
-            print(f"{name:40s} seed {seed}: FAILED (exit {e.returncode}), see {out}.log", flush=True)
-            return
+    def train(seed: int, i: int, name: str, overrides: list[str]) -> dict:
+        command, m = run_row(args.config, args.data, f"{runs}/row{i}-seed{seed}",
+                             [*overrides, *args.overrides], seed)
         s = m["summary"]
-        measured[(name, seed)] = {
-            "row": name, "seed": seed, "test_accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
-            "params": s["params"], "train_minutes": s["train_minutes"],
-            "best_epoch": s["best_epoch"], "epochs_run": s.get("epochs_run"), "command": command}
-        print(f"{name:40s} seed {seed}: acc {m['accuracy']:.4f}", flush=True)
+        return {"row": name, "seed": seed, "test_accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
+                "params": s["params"], "train_minutes": s["train_minutes"], "best_epoch": s["best_epoch"],
+                "epochs_run": s.get("epochs_run"), "budget": budget, "command": command}
 
-    def save() -> None:
-        rows = sorted(measured.values(), key=lambda r: (r["seed"], order[r["row"]]))
-        write(stem, rows, args.config, args.machine, args.overrides)
-
+    failed: list[str] = []
     with ThreadPoolExecutor(max(1, args.jobs)) as pool:
-        for _ in pool.map(train, todo):  # after every row: a cut-short study still leaves its table
-            save()
-    save()
+        futures = {pool.submit(train, *item): item for item in todo}
+        for future in as_completed(futures):  # after every row: a cut-short study still leaves its table
+            seed, i, name, _ = futures[future]
+            try:
+                measured[(name, seed)] = row = future.result()
+            except Exception as e:  # report the row and go on with the others
+                failed.append(f"{name} seed {seed}")
+                print(f"{name:40s} seed {seed}: FAILED ({e}), see {runs}/row{i}-seed{seed}.log", flush=True)
+                continue
+            print(f"{name:40s} seed {seed}: acc {row['test_accuracy']:.4f}", flush=True)
+            write(stem, sorted(measured.values(), key=lambda r: (r["seed"], order[r["row"]])),
+                  args.config, args.machine, args.overrides)
+    write(stem, sorted(measured.values(), key=lambda r: (r["seed"], order[r["row"]])),
+          args.config, args.machine, args.overrides)
     if failed:
         sys.exit(f"{len(failed)} row(s) failed: {', '.join(failed)}")
 
@@ -130,7 +142,10 @@ def summarise(rows: list[dict]) -> list[dict]:
             out.append({"row": name, "acc": {r["seed"]: r["test_accuracy"] for r in mine},
                         "mean_acc": sum(r["test_accuracy"] for r in mine) / n,
                         "mean_f1": sum(r["macro_f1"] for r in mine) / n, "params": mine[0]["params"],
-                        "mean_minutes": sum(r["train_minutes"] for r in mine) / n})
+                        "mean_minutes": sum(r["train_minutes"] for r in mine) / n,
+                        # early stopping ends rows at different epochs: best / run, per seed
+                        "epochs": ", ".join(f"{r['best_epoch']}/{r['epochs_run']}" if r.get("epochs_run")
+                                            else str(r["best_epoch"]) for r in mine)})
     return out
 
 
@@ -151,12 +166,12 @@ def render(rows: list[dict], config_path: str = "configs/ablation.toml",
              f"checkpoints excluded) on {machine}, mean over seeds."
              + (f" Overrides for every row: `{' '.join(overrides)}`." if overrides else ""), "",
              "| model | " + " | ".join(f"seed {s} acc" for s in seeds) +
-             " | mean acc | mean macro-F1 | params | train min |",
-             "| --- |" + " --- |" * (len(seeds) + 4)]
+             " | mean acc | mean macro-F1 | params | train min | best epoch / epochs run |",
+             "| --- |" + " --- |" * (len(seeds) + 5)]
     for t in table:
         accs = " | ".join(f"{t['acc'][s]:.2%}" if s in t["acc"] else "-" for s in seeds)
         lines.append(f"| {t['row']} | {accs} | {t['mean_acc']:.2%} | {t['mean_f1']:.4f} | "
-                     f"{t['params']:,} | {t['mean_minutes']:.1f} |")
+                     f"{t['params']:,} | {t['mean_minutes']:.1f} | {t['epochs']} |")
     lines += ["", *reading(table, seeds, epochs), "", "Commands (run from the repository root):", "", "```"]
     lines += [r["command"] for r in rows]
     lines += ["```", "", "Budget:", "", "```toml", config.strip(), "```", ""]

@@ -125,17 +125,18 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     else:
         print(f"model {report['model']}: temperature {report['temperature']:.4f}, uncertain below "
               f"{report['uncertain_below']:.2f} (fitted on {report['fitted_on']})")
-        print(f"{'split / labels':24s} {'ECE before':>10s} {'after':>7s} {'any T':>13s} {'NLL before':>10s} "
-              f"{'after':>7s}  uncertain: share, accuracy flagged / rest")
+        print(f"{'split / labels':24s} {'ECE before':>10s} {'after (sd)':>16s} {'any T':<13s} "
+              f"{'NLL before':>10s} {'after':>7s}  uncertain: share, accuracy flagged / rest")
         for key, value in report.items():
             if "/" in key:
                 b, a, h = value["before"], value["after"], value["lowest_ece_any_temperature"]
                 u = a["uncertain"]
-                print(f"{key:24s} {b['ece']:10.4f} {a['ece']:7.4f} {h['ece']:6.4f}@{h['temperature']:<6.3g} "
+                print(f"{key:24s} {b['ece']:10.4f} {a['ece']:7.4f} ({a['ece_sd']:.4f}) "
+                      f"{h['ece']:6.4f}@{h['temperature']:<6.3g} "
                       f"{b['nll']:10.4f} {a['nll']:7.4f}  {u['share']:.1%}, {u['accuracy_flagged']} / "
                       f"{u['accuracy_rest']}")
-        print("any T: the lowest ECE that any single temperature reaches on that set, chosen with "
-              "hindsight (a diagnostic, not a fit)")
+        print("sd: the ECE's bootstrap standard deviation (sampling noise); any T: the lowest ECE that any "
+              "single temperature reaches on that set, chosen with hindsight (a diagnostic, not a fit)")
     if args.write:
         path = write_calibration(args.model, {k: report[k] for k in ("temperature", "uncertain_below",
                                                                         "fitted_on")})

@@ -12,6 +12,7 @@ import pytest
 from conftest import run_ferkit
 
 from ferkit.evaluate.calibration import (
+    ece_bootstrap_sd,
     expected_calibration_error,
     fit_temperature,
     lowest_ece_temperature,
@@ -53,6 +54,13 @@ def test_the_fit_recovers_a_known_temperature_and_removes_the_calibration_error(
     best_t, best_ece = lowest_ece_temperature(probs, labels)  # the hindsight diagnostic agrees
     assert best_t == pytest.approx(1.8, rel=0.1)
     assert best_ece <= expected_calibration_error(with_temperature(probs, t), labels) + 0.003
+
+
+def test_the_bootstrap_spread_of_ece_shrinks_with_more_faces() -> None:
+    probs, labels = _sampled(temperature=1.0)
+    small, large = ece_bootstrap_sd(probs[:2000], labels[:2000]), ece_bootstrap_sd(probs, labels)
+    assert 0 < large < small  # 10x the faces: about a third of the spread
+    assert large == pytest.approx(small / 10 ** 0.5, rel=0.5)
 
 
 def test_the_uncertain_threshold_marks_faces_more_often_wrong_than_right() -> None:

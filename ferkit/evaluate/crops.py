@@ -85,7 +85,12 @@ def calibrate_model(model: str | os.PathLike | None, data_path: str, ferplus: st
     """Fit the temperature and the "uncertain" threshold on PublicTest against the FER+ majority
     (the better ground truth), and report calibration before and after on both test splits and
     both label sets. Nothing is written here (``ferkit calibrate --write`` stores the result)."""
-    from ferkit.evaluate.calibration import fit_temperature, lowest_ece_temperature, uncertain_threshold
+    from ferkit.evaluate.calibration import (
+        ece_bootstrap_sd,
+        fit_temperature,
+        lowest_ece_temperature,
+        uncertain_threshold,
+    )
     from ferkit.runtime.backends import with_temperature
 
     runner, card = load_classifier(model, backend, calibrated=False)
@@ -109,8 +114,9 @@ def calibrate_model(model: str | os.PathLike | None, data_path: str, ferplus: st
         for labels_name, p, y in (("ferplus", probs[split][kept], majority),
                                   ("fer2013", probs[split], part.labels)):
             t_best, ece_best = lowest_ece_temperature(p, y)
+            scaled = with_temperature(p, temperature)
             report[f"{name}/{labels_name}"] = {
                 "before": calibration_report(p, y),
-                "after": calibration_report(with_temperature(p, temperature), y, threshold),
+                "after": calibration_report(scaled, y, threshold) | {"ece_sd": ece_bootstrap_sd(scaled, y)},
                 "lowest_ece_any_temperature": {"temperature": t_best, "ece": ece_best}}
     return report
