@@ -153,6 +153,10 @@ def test_a_worker_killed_mid_job_loses_and_repeats_no_row(batch, photo_dir, cli_
         rows.append(row)
         if killed is None:  # the first row is out: both workers are busy with the rest
             first = ray_workers()
+            deadline = time.monotonic() + 30
+            while len(first) < 2 and time.monotonic() < deadline:  # on a loaded machine the second
+                time.sleep(0.1)  # worker may still be starting (its process title not set yet)
+                first = ray_workers()
             assert len(first) == 2, "Ray Data's worker processes not found"
             killed = first[0]
             os.kill(killed, signal.SIGKILL)
