@@ -59,13 +59,17 @@ def image_grid(
 
 
 def training_curves(history: list[dict[str, Any]], path_loss: Path, path_acc: Path) -> tuple[Path, Path]:
-    """Figs. 7 and 8: loss and accuracy per epoch, training and validation."""
+    """Figs. 7 and 8: loss and accuracy per epoch, training and validation. Each epoch is a
+    marker, so that a run of one or two epochs still shows its points."""
     epochs = [r["epoch"] for r in history]
     out = []
     for key, label, path in (("loss", "loss", path_loss), ("acc", "accuracy", path_acc)):
         fig, ax = plt.subplots(figsize=(6, 4))
-        ax.plot(epochs, [r[f"train_{key}"] for r in history], label="train")
-        ax.plot(epochs, [r[f"val_{key}"] for r in history], label="validation")
+        ax.plot(epochs, [r[f"train_{key}"] for r in history], "o-", ms=4, label="train")
+        ax.plot(epochs, [r[f"val_{key}"] for r in history], "s-", ms=4, label="validation")
+        if len(epochs) <= 10:  # whole epochs only, with room around a lone point
+            ax.set_xticks(epochs)
+            ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.set_title(f"Model {label}")

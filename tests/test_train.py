@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 
 from ferkit.train.config import load_config
 from ferkit.train.loop import fit
+from ferkit.train.plan import ExecutionPlan
 
 TINY = ["model.stem=[8,16]", "model.widths=[16,32]", "compile=false", "threads=1"]
 
@@ -379,7 +380,8 @@ def test_a_compiled_run_says_so_and_leaves_compilation_out_of_its_img_s(monkeypa
                        torch.randint(0, 7, (160,)))
     model = SlowFirstCall()
     opt = torch.optim.Adam(model.parameters())
-    row = loop.train_one_epoch(model, opt, faces, cfg, loop.RunState(), distributed.DistInfo(), None,
+    plan = ExecutionPlan(torch.device("cpu"), threads=1, channels_last=False, compile=True, amp=None)
+    row = loop.train_one_epoch(model, opt, faces, cfg, loop.RunState(), distributed.DistInfo(), plan,
                                torch.amp.GradScaler("cpu", enabled=False), compiling=True)
     assert row["images_per_s"] == pytest.approx(16 / 0.5)  # 9 batches of 16 faces in 4.5 s
     assert row["train_seconds"] == pytest.approx(104.5)  # the wall clock keeps it
@@ -387,7 +389,23 @@ def test_a_compiled_run_says_so_and_leaves_compilation_out_of_its_img_s(monkeypa
     assert "compiling (first batch)..." in err and "compiled in 100 s" in err
     # Without compilation every batch counts, the first one too.
     model.calls, now[0] = 1, 0.0
-    row = loop.train_one_epoch(model, opt, faces, cfg, loop.RunState(), distributed.DistInfo(), None,
+    row = loop.train_one_epoch(model, opt, faces, cfg, loop.RunState(), distributed.DistInfo(), plan,
                                torch.amp.GradScaler("cpu", enabled=False))
     assert row["images_per_s"] == pytest.approx(160 / 5.0)
     assert "compiling" not in capsys.readouterr().err
+
+
+def test_a_one_epoch_run_draws_visible_points_in_its_curves(tmp_path):
+    """A 1-epoch history is one point per series: drawn as a line alone it is invisible (only the
+    legend's sample shows the colour, about 66 pixels); each epoch's marker adds about 60 more."""
+    import numpy as np
+    from PIL import Image
+
+    from ferkit import figures
+
+    history = [{"epoch": 1, "train_loss": 1.8, "val_loss": 1.7, "train_acc": 0.3, "val_acc": 0.35}]
+    for path in figures.training_curves(history, tmp_path / "loss.png", tmp_path / "acc.png"):
+        pixels = np.asarray(Image.open(path).convert("RGB")).astype(int)
+        for colour in ((31, 119, 180), (255, 127, 14)):  # train, validation (matplotlib's C0, C1)
+            near = (np.abs(pixels - np.array(colour)).sum(-1) < 40).sum()
+            assert near >= 100, (path.name, colour, near)

@@ -36,6 +36,9 @@ class TrainConfig:
     warmup_epochs: float = key(0.0, "epochs of linear warmup from 0 to lr")
     min_lr: float = key(0.0, "the learning rate at the end of the cosine schedule")
     label_smoothing: float = key(0.0, "label smoothing of the cross-entropy")
+    logit_adjust: float = key(0.0, "logit adjustment tau (Menon et al. 2021): the loss sees logits + "
+                                   "tau*log(training prior), so tau=1 leaves the network's own logits "
+                                   "prior-free (balanced); 0: plain cross-entropy")
     ema_decay: float = key(0.0, "exponential moving average of the weights per step; 0 disables it")
     bn_recalibrate: int = key(0, "re-estimate batch-norm statistics on N clean training faces; 0: off")
     init_from: str = key("", "start from these weights (a shipped model name or .safetensors path)")
@@ -46,8 +49,10 @@ class TrainConfig:
     patience: int = key(10, "early stopping on validation accuracy; 0 disables it")
     seed: int = key(0, "seed of the weights, shuffling, augmentation and dropout")
     amp: str = key("auto", "mixed precision: auto | bf16 | fp16 | off")
-    compile: bool = key(False, "torch.compile the model (the first batch compiles it)")
-    threads: int = key(0, "PyTorch's CPU threads; 0: leave torch's default")
+    compile: str = key("auto", "torch.compile the step: auto (CUDA only; on CPUs eager measured "
+                               "faster) | true | false")
+    channels_last: str = key("auto", "channels-last memory: auto (on CPUs) | true | false")
+    threads: int = key(0, "PyTorch's CPU threads for the step; 0: every core this process may use")
     eval_batch_size: int = key(512, "batch size of validation and testing")
     augment: AugmentConfig = key(AugmentConfig, "augmentation (the augment.* keys)")
     limit_train: int = key(0, "use only the first N training images (tests, quick checks); 0: all")
@@ -63,7 +68,10 @@ CHOICES = {
     "amp": ("auto", "bf16", "fp16", "off"),
     "split": ("canonical", "paper"),
     "labels": ("fer2013", "ferplus"),
+    "compile": ("auto", "true", "false"),
+    "channels_last": ("auto", "true", "false"),
 }
+SWITCHES = ("compile", "channels_last")  # auto | true | false; TOML's true/false are accepted
 
 
 def _coerce(text: str) -> Any:
@@ -83,6 +91,9 @@ def _set(target: dict[str, Any], dotted: str, value: Any) -> None:
 
 def build_config(raw: dict[str, Any]) -> TrainConfig:
     raw = dict(raw)
+    for name in SWITCHES:
+        if isinstance(raw.get(name), bool):
+            raw[name] = "true" if raw[name] else "false"
     check_known("config key(s)", raw, [f.name for f in dataclasses.fields(TrainConfig)])
     aug = raw.pop("augment", {})
     if not isinstance(aug, dict):

@@ -12,6 +12,7 @@ import math
 import os
 import sys
 import time
+from contextlib import nullcontext
 from copy import deepcopy
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,10 +35,12 @@ from ferkit.models.preprocess import to_model_input
 from ferkit.models.store import atomic_write, remove_stale_temps, resolve, write_json
 from ferkit.runtime.torch_backend import predict_logits
 from ferkit.train import distributed
-from ferkit.train.augment import augment_batch, cutmix_batch, hflip
+from ferkit.train.augment import hflip
+from ferkit.train.batches import Prefetcher, epoch_batches
 from ferkit.train.checkpoint import load_checkpoint, save_checkpoint
 from ferkit.train.config import TrainConfig
 from ferkit.train.distill import distillation_loss, teacher_logits
+from ferkit.train.plan import ExecutionPlan, apply, plan_execution
 
 PLATEAU_FACTOR, PLATEAU_PATIENCE = 0.5, 3
 
@@ -73,19 +76,6 @@ class RunState:
     lr_scale: float = 1.0  # reduce-on-plateau multiplier
 
 
-def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """bf16 on CPUs with native support (AVX-512 BF16, AMX) and on GPUs that have it."""
-    if cfg.amp == "off":
-        return None
-    if cfg.amp == "fp16":
-        return torch.float16 if device.type == "cuda" else None
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if cfg.amp == "bf16" or torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        return torch.bfloat16
-    return None
-
-
 def learning_rate(cfg: TrainConfig, step: int, steps_per_epoch: int, lr_scale: float) -> float:
     """Linear warmup, then constant (none/plateau) or cosine decay to ``min_lr``."""
     warmup = cfg.warmup_epochs * steps_per_epoch
@@ -109,18 +99,19 @@ def train_one_epoch(
     cfg: TrainConfig,
     state: RunState,
     info: distributed.DistInfo,
-    amp: torch.dtype | None,
+    plan: ExecutionPlan,
     scaler: torch.amp.GradScaler,
     ema: AveragedModel | None = None,
     teacher: torch.Tensor | None = None,
     compiling: bool = False,
+    prior_bias: torch.Tensor | None = None,
 ) -> dict[str, float]:
-    """One epoch; ``compiling``: the first batch compiles the model (``torch.compile``), which
-    takes minutes. The bar says so, and that batch's time stays out of the recorded img/s."""
+    """One epoch, its batches prepared in a thread ahead of the step. ``compiling``: the first
+    batch compiles the model (``torch.compile``), which takes minutes; the bar says so, and that
+    batch's time stays out of the recorded img/s."""
     model.train()
     gen = epoch_generator(cfg.seed, state.epoch)
     torch.manual_seed(cfg.seed * 100_003 + state.epoch)  # dropout
-    perm = torch.randperm(len(train), generator=gen)
     steps = len(train) // cfg.batch_size
     per_rank = cfg.batch_size // info.world_size
     rows = slice(info.rank * per_rank, (info.rank + 1) * per_rank)
@@ -128,6 +119,7 @@ def train_one_epoch(
     loss_sum = torch.zeros((), dtype=torch.float64, device=info.device)
     correct = torch.zeros((), dtype=torch.int64, device=info.device)
     meter = Throughput(skip_first=compiling and steps > 1)
+    amp = plan.amp
 
     def progress(initial: int) -> tqdm:
         return tqdm(total=steps, initial=initial, desc=f"epoch {state.epoch + 1}/{cfg.epochs}",
@@ -136,58 +128,58 @@ def train_one_epoch(
 
     bar = progress(0)
     if compiling and info.is_main:
-        bar.write("compiling (first batch)...", file=sys.stderr)
+        bar.write(f"compiling (first batch; {plan.describe()})...", file=sys.stderr)
         bar.set_postfix_str("compiling (first batch)...")
-    for step in range(steps):
-        lr = learning_rate(cfg, state.epoch * steps + step, steps, state.lr_scale)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        idx = perm[step * cfg.batch_size : (step + 1) * cfg.batch_size][rows]
-        x = to_model_input(train.images[idx].to(info.device))  # augmented where the model runs
-        x = augment_batch(x, cfg.augment, gen, rows=rows, n_total=cfg.batch_size)
-        y = train.labels[idx].to(info.device)
-        # FER+ runs fit the vote distributions; accuracy is counted against the majority label.
-        target = y if train.targets is None else train.targets[idx].to(info.device)
-        partner, own = None, None
-        if cfg.augment.cutmix > 0:
-            x, partner, own = cutmix_batch(x, gen, cfg.augment.cutmix, rows=rows, n_total=cfg.batch_size)
-        with torch.autocast(info.device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
-            logits = model(x)
-            loss = classification_loss(logits.float(), target, cfg.label_smoothing, partner, own)
-            if teacher is not None:
-                kd = distillation_loss(logits.float(), teacher[idx].to(info.device), cfg.distill_temperature)
-                loss = (1 - cfg.distill_alpha) * loss + cfg.distill_alpha * kd
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()  # a no-op scaler unless fp16, whose gradients can underflow
-        scaler.step(opt)
-        scaler.update()
-        if ema is not None:
-            ema.update_parameters(unwrap(model))
-        loss_sum += loss.detach() * len(y)
-        correct += (logits.argmax(1) == y).sum()
-        meter.add(len(y))
-        if step == 0 and compiling:
-            if info.is_main:
-                bar.write(f"compiled in {meter.first_seconds:.0f} s", file=sys.stderr)
-            bar.close()  # a fresh bar, whose s/batch and ETA leave the compilation out
-            bar = progress(1)
-        else:
-            bar.update(1)
-        if info.is_main and (step % 20 == 0 or step == steps - 1):
-            seen = meter.images
-            shown = {"loss": f"{loss_sum.item() / seen:.3f}", "acc": f"{correct.item() / seen:.3f}"}
-            if meter.timed_images:
-                shown["img_s"] = f"{meter.rate() * info.world_size:.0f}"
-            bar.set_postfix(shown, lr=f"{lr:.2e}", refresh=False)
+    batches = epoch_batches(train, cfg, gen, rows, info.device, plan.channels_last)
+    with Prefetcher(batches) if plan.prefetch else nullcontext(batches) as prepared:
+        for step, batch in enumerate(prepared):
+            lr = learning_rate(cfg, state.epoch * steps + step, steps, state.lr_scale)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            with torch.autocast(info.device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
+                logits = model(batch.x).float()
+                if prior_bias is not None:  # logit adjustment: the loss sees the natural scores
+                    logits = logits + prior_bias
+                loss = classification_loss(logits, batch.target, cfg.label_smoothing,
+                                           batch.partner, batch.own)
+                if teacher is not None:
+                    kd = distillation_loss(logits, teacher[batch.idx].to(info.device),
+                                           cfg.distill_temperature)
+                    loss = (1 - cfg.distill_alpha) * loss + cfg.distill_alpha * kd
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()  # a no-op scaler unless fp16, whose gradients can underflow
+            scaler.step(opt)
+            scaler.update()
+            if ema is not None:
+                ema.update_parameters(unwrap(model))
+            loss_sum += loss.detach() * len(batch.y)
+            correct += (logits.argmax(1) == batch.y).sum()
+            meter.add(len(batch.y))
+            if step == 0 and compiling:
+                if info.is_main:
+                    bar.write(f"compiled in {meter.first_seconds:.0f} s", file=sys.stderr)
+                bar.close()  # a fresh bar, whose s/batch and ETA leave the compilation out
+                bar = progress(1)
+            else:
+                bar.update(1)
+            if info.is_main and (step % 20 == 0 or step == steps - 1):
+                seen = meter.images
+                shown = {"loss": f"{loss_sum.item() / seen:.3f}", "acc": f"{correct.item() / seen:.3f}"}
+                if meter.timed_images:
+                    shown["img_s"] = f"{meter.rate() * info.world_size:.0f}"
+                shown["path"] = plan.describe()
+                bar.set_postfix(shown, lr=f"{lr:.2e}", refresh=False)
     bar.close()
     elapsed = meter.elapsed()
     loss_sum, correct, seen, timed = distributed.all_sum(info, loss_sum.item(), correct.item(),
                                                          meter.images, meter.timed_images)
     return {"train_loss": loss_sum / seen, "train_acc": correct / seen, "train_seconds": elapsed,
-            "images_per_s": timed / max(meter.timed_seconds(), 1e-9), "lr": lr}
+            "images_per_s": timed / max(meter.timed_seconds(), 1e-9),
+            "cpu_per_wall": meter.cpu_seconds() / max(elapsed, 1e-9), "lr": lr}
 
 
 clock = time.perf_counter  # what Throughput reads (a test replaces it)
+process_cpu = lambda: os.times().user  # noqa: E731  user CPU time, all threads
 
 
 class Throughput:
@@ -197,6 +189,7 @@ class Throughput:
     def __init__(self, skip_first: bool = False) -> None:
         self.skip_first = skip_first
         self.start = self.timed_from = clock()
+        self.cpu_start = process_cpu()
         self.images = self.timed_images = 0
         self.first_seconds = 0.0
 
@@ -211,6 +204,11 @@ class Throughput:
 
     def elapsed(self) -> float:
         return clock() - self.start
+
+    def cpu_seconds(self) -> float:
+        """User CPU time of this process (all its threads) since the start; over the wall-clock
+        time, how many cores the epoch kept busy."""
+        return process_cpu() - self.cpu_start
 
     def timed_seconds(self) -> float:
         return clock() - self.timed_from
@@ -236,9 +234,10 @@ def classification_loss(
 @torch.no_grad()
 def validate(
     model: nn.Module, val: Faces, cfg: TrainConfig, info: distributed.DistInfo,
-    amp: torch.dtype | None,
+    amp: torch.dtype | None, prior_bias: torch.Tensor | None = None,
 ) -> dict[str, float]:
-    """Validation loss and accuracy, sharded over ranks and summed."""
+    """Validation loss and accuracy of the natural decisions (with the training prior, as
+    trained), sharded over ranks and summed."""
     model.eval()
     shard = np.arange(info.rank, len(val), info.world_size)
     loss_sum = correct = 0.0
@@ -248,6 +247,8 @@ def validate(
         y = val.labels[idx].to(info.device)
         with torch.autocast(info.device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
             logits = model(x).float()
+        if prior_bias is not None:
+            logits = logits + prior_bias
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
         correct += (logits.argmax(1) == y).sum().item()
     loss_sum, correct = distributed.all_sum(info, loss_sum, correct)
@@ -299,6 +300,27 @@ def update_plateau(state: RunState, val_acc: float) -> None:
 def model_card(cfg: TrainConfig, command: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"arch": cfg.arch, "model": cfg.model, "train_config": cfg.to_dict(),
             "command": command, **(extra or {})}
+
+
+def training_prior(train: Faces) -> torch.Tensor:
+    """How common each class is in the training split: the mean vote share (FER+) or the label
+    frequency. Floored so that a class missing from a small slice keeps a finite log."""
+    if train.targets is not None:
+        prior = train.targets.double().mean(0)
+    else:
+        prior = torch.bincount(train.labels, minlength=7).double() / len(train.labels)
+    prior = prior.clamp_min(1e-4)
+    return (prior / prior.sum()).float()
+
+
+def prior_card(prior: torch.Tensor, cfg: TrainConfig) -> dict[str, Any]:
+    """The card's ``prior``: the training data's class frequencies (``natural``) and the prior
+    implicit in the network's raw logits, ``natural ** (1 - tau)`` renormalised (uniform at tau 1),
+    from which inference shifts to the prior a user asks for."""
+    implicit = prior.double() ** (1 - cfg.logit_adjust)
+    return {"prior": {"natural": [round(float(v), 6) for v in prior],
+                      "logits": [round(float(v), 6) for v in implicit / implicit.sum()],
+                      "logit_adjust": cfg.logit_adjust}}
 
 
 def limit(data: FerData, n: int) -> FerData:
@@ -409,8 +431,8 @@ def fit(
     try:
         if cfg.batch_size % info.world_size:
             raise FerkitError(f"batch_size {cfg.batch_size} is not divisible by {info.world_size} ranks")
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
+        plan = plan_execution(cfg, info.device)
+        apply(plan)
         ckpt_path = out / "checkpoint.pt"
         problem = None
         if info.is_main:  # rank 0 judges the run folder; every rank abides by its verdict
@@ -424,15 +446,20 @@ def fit(
             for stale in remove_stale_temps(out):
                 print(f"removed {stale.name}, left by an interrupted write", file=sys.stderr)
         check_model_names(cfg, resume)  # before minutes of data loading
-        splits = {name: as_tensors(part) for name, part in load_splits(cfg, data_path).items()}
         torch.manual_seed(cfg.seed)
         model = create_model(cfg.arch, **cfg.model)
         if not resume:  # a resumed run has its weights in the checkpoint
-            init_weights(model, cfg)
+            init_weights(model, cfg)  # before the data: a misfit is a one-line error, at once
+        loading = time.perf_counter()
+        splits = {name: as_tensors(part) for name, part in load_splits(cfg, data_path).items()}
+        if info.is_main:
+            print(f"data loaded in {time.perf_counter() - loading:.1f} s", file=sys.stderr)
         model = model.to(info.device)
+        if plan.channels_last:
+            model = model.to(memory_format=torch.channels_last)
         opt = make_optimizer(model, cfg)
         ema = make_ema(model, cfg)
-        amp = autocast_dtype(cfg, info.device)
+        amp = plan.amp
         scaler = torch.amp.GradScaler(info.device.type, enabled=amp is torch.float16)
         state = RunState()
         if resume:
@@ -441,27 +468,31 @@ def fit(
                 print(f"resuming after epoch {state.epoch} (best val acc {state.best_acc:.4f})",
                       file=sys.stderr)
         if info.is_main:
+            print(f"training path: {plan.describe()}", file=sys.stderr)
             out.mkdir(parents=True, exist_ok=True)
             write_json(out / "train_config.json", {"config": cfg.to_dict(), "data": str(data_path),
                                                     "command": command})
         net = model
         if info.enabled:
             net = nn.parallel.DistributedDataParallel(model)
-        if cfg.compile:
+        if plan.compile:
             net = torch.compile(net)
         teacher = run_teacher_logits(cfg, splits["train"], out, info)
+        prior = training_prior(splits["train"])
+        bias = (cfg.logit_adjust * prior.log()).to(info.device) if cfg.logit_adjust else None
         stop = state.best_epoch >= 0 and patience_exhausted(state, cfg)
         first_epoch = state.epoch  # this process's first epoch compiles the model
         while state.epoch < cfg.epochs and not stop:
             row = {"epoch": state.epoch + 1}
-            row |= train_one_epoch(net, opt, splits["train"], cfg, state, info, amp, scaler, ema,
-                                   teacher, compiling=cfg.compile and state.epoch == first_epoch)
+            row |= train_one_epoch(net, opt, splits["train"], cfg, state, info, plan, scaler, ema,
+                                   teacher, compiling=plan.compile and state.epoch == first_epoch,
+                                   prior_bias=bias)
             if ema is not None:  # the averaged weights are the ones validated, kept and shipped
                 distributed.broadcast_buffers(info, ema.module)
             kept: nn.Module = model if ema is None else ema.module
             if cfg.bn_recalibrate:
                 kept = recalibrated(kept, splits["train"], cfg, info, amp, state.epoch)
-            row |= validate(net if kept is model else kept, splits["val"], cfg, info, amp)
+            row |= validate(net if kept is model else kept, splits["val"], cfg, info, amp, bias)
             state.epoch += 1
             state.history.append(row)
             if cfg.schedule == "plateau":
@@ -472,13 +503,13 @@ def fit(
             stop = patience_exhausted(state, cfg)
             if info.is_main:
                 if improved:
-                    save_model(kept, out / "best", model_card(cfg, command))
+                    save_model(kept, out / "best", model_card(cfg, command, prior_card(prior, cfg)))
                 write_history(out, state.history)
                 save_checkpoint(ckpt_path, checkpoint_of(model, opt, ema, scaler, state))
                 print(format_epoch(row, cfg.epochs, improved), file=sys.stderr, flush=True)
             stop = distributed.broadcast_flag(info, stop)
         checksums = rank_checksums(model, info)
-        metrics = finish(cfg, splits, out, state, info, command, checksums)
+        metrics = finish(cfg, splits, out, state, info, command, checksums, plan.describe())
         # Ranks leave together, as destroy_process_group expects: a rank that tore gloo's group down
         # and exited while rank 0 still scored the test split aborted ("terminate called without
         # an active exception") in 6 of 60 two-rank test runs.
@@ -548,18 +579,20 @@ def rank_checksums(model: nn.Module, info: distributed.DistInfo) -> list[list[fl
 
 def finish(
     cfg: TrainConfig, splits: dict[str, Faces], out: Path, state: RunState,
-    info: distributed.DistInfo, command: str, checksums: list[list[float]],
+    info: distributed.DistInfo, command: str, checksums: list[list[float]], path: str = "",
 ) -> dict[str, Any]:
     """Restore the best epoch's weights, write them as the run's model and, unless
     ``test_at_end`` is off, evaluate them on the test split."""
     if not info.is_main:
         return {}
-    best, _ = load_model_file(out / "best")
+    best, best_card = load_model_file(out / "best")
+    prior = best_card.get("prior") or {}
     train_minutes = sum(r["train_seconds"] for r in state.history) / 60
     summary = {
         "best_epoch": state.best_epoch, "epochs_run": state.epoch, "val_accuracy": state.best_acc,
         "train_minutes": train_minutes,
         "images_per_s": float(np.mean([r["images_per_s"] for r in state.history])),
+        "training_path": path,
         "params": sum(p.numel() for p in best.parameters()), "split": cfg.split,
         "world_size": info.world_size, "rank_param_checksums": checksums,
     }
@@ -567,13 +600,13 @@ def finish(
         print("warning: DDP ranks ended with different weights", file=sys.stderr)
     metrics: dict[str, Any] = {}
     if cfg.test_at_end:  # off while choosing models: the test split stays unseen
-        metrics = compute_metrics(
-            splits["test"].labels.numpy(),
-            predict_logits(best, splits["test"].images, cfg.eval_batch_size).argmax(1).numpy(),
-        )
+        logits = predict_logits(best, splits["test"].images, cfg.eval_batch_size)
+        if prior:  # the natural decisions, as validated: the raw logits shifted to the training prior
+            logits = logits + torch.tensor(prior["natural"]).log() - torch.tensor(prior["logits"]).log()
+        metrics = compute_metrics(splits["test"].labels.numpy(), logits.argmax(1).numpy())
         summary |= {"test_accuracy": metrics["accuracy"], "test_macro_f1": metrics["macro_f1"]}
         write_json(out / "metrics_test.json", metrics | {"summary": summary})
-    save_model(best, out / "model", model_card(cfg, command, {"metrics": summary}))
+    save_model(best, out / "model", model_card(cfg, command, {"prior": prior, "metrics": summary}))
     scored = (f"test acc {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}" if metrics
               else "test not scored: test_at_end=false")
     print(f"best epoch {state.best_epoch}: val acc {state.best_acc:.4f}, {scored}", file=sys.stderr)
@@ -583,7 +616,8 @@ def finish(
 def format_epoch(row: dict[str, Any], epochs: int, improved: bool) -> str:
     return (f"epoch {row['epoch']:3d}/{epochs}  loss {row['train_loss']:.4f}  acc {row['train_acc']:.4f}  "
             f"val_loss {row['val_loss']:.4f}  val_acc {row['val_acc']:.4f}  lr {row['lr']:.2e}  "
-            f"{row['images_per_s']:.0f} img/s  {row['train_seconds']:.0f}s" + ("  *" if improved else ""))
+            f"{row['images_per_s']:.0f} img/s  {row.get('cpu_per_wall', 0):.1f} cores busy  "
+            f"{row['train_seconds']:.0f}s" + ("  *" if improved else ""))
 
 
 def write_history(out: Path, history: list[dict[str, Any]]) -> None:
