@@ -6,6 +6,7 @@ at the shipped `paper` widths, 5 epochs) on the canonical split, selects its epo
 and is scored on PrivateTest. Results go to ``--out`` + ``.md`` / ``.json`` (``results/ablation``).
 
     python benchmarks/ablation.py --data ../shared/data/fer2013/fer2013.csv.gz [--seeds 0 1]
+    python benchmarks/ablation.py --smoke   # seconds: 1 row, 1 seed, 1 epoch on 64 faces
 
 The full budget (the paper's recipe, ``configs/paper.toml``: 40 epochs, early stopping) is
 ``--config configs/paper.toml``; ``--jobs N`` trains N rows at once (a GPU machine:
@@ -16,13 +17,19 @@ can add a seed; run folders that hold a checkpoint resume.
 from __future__ import annotations
 
 import argparse
+import csv
+import gzip
 import json
+import os
 import shlex
 import subprocess
 import sys
+import tempfile
 import tomllib
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
+
+from repo_support import add_smoke_args, results_dir
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = "configs/ablation.toml"
@@ -38,6 +45,50 @@ ROWS: list[tuple[str, list[str]]] = [
     ("full without separable convolutions", ["model.separable=false"]),
     ("full without shortcuts", ["model.shortcut=false"]),
 ]
+SMOKE_ROWS = (0,)  # --smoke: the plain backbone (every model and augment key overridden), 1 seed
+
+
+def fer_slice(data: str | Path, folder: Path, train: int, val: int, test: int,
+              votes: str | Path | None = None) -> Path:
+    """The first ``train`` Training, ``val`` PublicTest and ``test`` PrivateTest rows of the
+    challenge CSV ``data`` (real faces) as ``folder/fer2013/fer2013.csv``, and the FER+ votes of
+    those rows (``votes``, by default found beside ``data``, when there are), renumbered, as
+    ``folder/ferplus/ferplus_votes.csv.gz`` where ferkit looks for them: the data of the
+    benchmarks' smoke modes."""
+    data = Path(data)
+    if not data.is_file():
+        sys.exit(f"{data}: not found or not a file; the FER2013 challenge CSV is needed")
+    want = {"Training": train, "PublicTest": val, "PrivateTest": test}
+    out = folder / "fer2013" / "fer2013.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    kept: list[int] = []
+    opener = gzip.open if data.name.endswith(".gz") else open
+    with opener(data, "rt") as src, open(out, "w") as dst:
+        dst.write(src.readline())
+        for row, line in enumerate(src):
+            usage = line.rstrip().rsplit(",", 1)[1]
+            if want.get(usage, 0) > 0:
+                want[usage] -= 1
+                kept.append(row)
+                dst.write(line)
+                if not any(want.values()):
+                    break
+    votes = Path(votes or data.resolve().parent.parent / "ferplus" / "ferplus_votes.csv.gz")
+    if votes.is_file():
+        new = {old: i for i, old in enumerate(kept)}
+        target = folder / "ferplus" / "ferplus_votes.csv.gz"
+        target.parent.mkdir(exist_ok=True)
+        with gzip.open(votes, "rt", newline="") as src, \
+                gzip.open(target, "wt", newline="", compresslevel=1) as dst:
+            reader, writer = csv.reader(src), csv.writer(dst)
+            header = next(reader)
+            writer.writerow(header)
+            at = header.index("row")
+            for r in reader:
+                if r and int(r[at]) in new:
+                    r[at] = str(new[int(r[at])])
+                    writer.writerow(r)
+    return out
 
 
 def run_row(config: str, data: str, out: str, overrides: list[str], seed: int) -> tuple[str, dict]:
@@ -77,7 +128,8 @@ def default_place(config: str, root: str) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(epilog="Config overrides go after every option (or after --).")
-    ap.add_argument("--data", default="../shared/data/fer2013/fer2013.csv.gz")
+    ap.add_argument("--data", default=os.environ.get("FERKIT_SHARED", "../shared")
+                    + "/data/fer2013/fer2013.csv.gz")
     ap.add_argument("--config", default=DEFAULT_CONFIG,
                     help="the budget of every row (configs/paper.toml: the paper's full recipe)")
     ap.add_argument("--runs", help="run folders (default runs/ablation[-CONFIG])")
@@ -88,14 +140,34 @@ def main() -> None:
     ap.add_argument("--retrain", action="store_true", help="ignore rows in the output's JSON "
                     "(finished run folders under --runs are still reused: delete them to retrain)")
     ap.add_argument("overrides", nargs="*", help="config overrides for every row, e.g. threads=1")
+    add_smoke_args(ap)
     args = ap.parse_args()
-    runs = args.runs or default_place(args.config, "runs/ablation")
-    stem = REPO / (args.out or default_place(args.config, "results/ablation"))
+    rows = [(i, name, overrides) for i, (name, overrides) in enumerate(ROWS)
+            if not args.smoke or i in SMOKE_ROWS]
+    if args.smoke:
+        args.seeds, args.overrides = [0], [*args.overrides, "epochs=1"]
+    if args.smoke or args.results_dir is not None:  # the runs of a smoke study stay beside its table
+        where = results_dir(args)
+        runs = args.runs or str(where / "runs")
+        stem = REPO / args.out if args.out else where / "ablation"
+    else:
+        runs = args.runs or default_place(args.config, "runs/ablation")
+        stem = REPO / (args.out or default_place(args.config, "results/ablation"))
+    if not (REPO / args.data).exists():  # rows train from the repository root
+        sys.exit(f"{args.data} not found: the ablation trains on FER2013 (--data)")
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.smoke:  # one batch of Training faces, 32 PublicTest and 32 PrivateTest faces
+            args.data = str(fer_slice(REPO / args.data, Path(tmp), 64, 32, 32))
+        study(args, rows, runs, stem)
+
+
+def study(args: argparse.Namespace, rows: list[tuple[int, str, list[str]]], runs: str, stem: Path) -> None:
+    """Train every row not yet measured (seed by seed), writing the table after each."""
     budget = " ".join([args.config, *args.overrides])
     measured = {} if args.retrain else measured_rows(stem.with_suffix(".json"), budget)  # other seeds stay
     order = {name: i for i, (name, _) in enumerate(ROWS)}
     # seed by seed: a cut-short study still has every row once
-    todo = [(seed, i, name, overrides) for seed in args.seeds for i, (name, overrides) in enumerate(ROWS)
+    todo = [(seed, i, name, overrides) for seed in args.seeds for i, name, overrides in rows
             if (name, seed) not in measured]
 
     def train(seed: int, i: int, name: str, overrides: list[str]) -> dict:

@@ -4,6 +4,7 @@ against the FER+ majority and against FER2013's own labels, and on ExpW-dev's la
 (classifier alone). Writes benchmarks/results/calibration.{json,md,png}.
 
     python benchmarks/calibration.py
+    python benchmarks/calibration.py --smoke   # seconds: `default`, 128+128 FER2013 faces, 12 ExpW photos
 
 The temperatures and "uncertain" thresholds themselves come from
 `ferkit calibrate --model NAME --data ../shared/data/fer2013/fer2013.csv.gz --write` (fitted on
@@ -13,12 +14,17 @@ FER+ PublicTest); this script only measures.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import shlex
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+from ablation import fer_slice
+from repo_support import add_smoke_args, results_dir
 
 from ferkit.evaluate.crops import calibrate_model, evaluate_model
 from ferkit.evaluate.photos import evaluate_labelled_photos
@@ -40,6 +46,23 @@ def measure(model: str, csv: Path, photos: Path) -> dict:
                              ("FER2013 PrivateTest", crops["calibration"]),
                              ("ExpW-dev", photo["classifier"]["calibration"])):
             out.setdefault(name, {})[when] = report
+    return out
+
+
+def photo_slice(photos: Path, folder: Path, count: int) -> Path:
+    """``count`` photos spread over the labelled photos ``photos`` (every labelled face of each,
+    the images linked, not copied) as ``folder/expw-dev``: the photos of --smoke."""
+    with open(photos / "labels.csv", newline="") as f:
+        reader = csv.reader(f)
+        header, rows = next(reader), [r for r in reader if r]
+    names = sorted({r[0] for r in rows})
+    chosen = set(names[:: max(1, len(names) // count)][:count])
+    out = folder / "expw-dev"
+    (out / "images").mkdir(parents=True)
+    with open(out / "labels.csv", "w", newline="") as f:
+        csv.writer(f).writerows([header, *(r for r in rows if r[0] in chosen)])
+    for name in chosen:
+        (out / "images" / name).symlink_to((photos / "images" / name).resolve())
     return out
 
 
@@ -76,8 +99,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--csv", type=Path, default=SHARED / "data" / "fer2013" / "fer2013.csv.gz")
     p.add_argument("--photos", type=Path, default=SHARED / "data" / "expw-dev")
     p.add_argument("--models", nargs="+", default=list_models())
-    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    p.add_argument("--out", dest="results_dir", type=Path, help="the same as --results-dir")
+    add_smoke_args(p)
     args = p.parse_args(argv)
+    for path, what in ((args.csv, "FER2013's challenge CSV (--csv)"),
+                       (args.photos / "labels.csv", "ExpW-dev's labelled photos (--photos)")):
+        if not path.is_file():
+            sys.exit(f"{path} not found: calibration needs {what} or $FERKIT_SHARED")
+    out = results_dir(args)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.smoke:  # the first model, 128 PublicTest and 128 PrivateTest faces, 12 photos
+            args.models = args.models[:1]
+            args.csv = fer_slice(args.csv, Path(tmp), 0, 128, 128)
+            args.photos = photo_slice(args.photos, Path(tmp), 12)
+        return run(args, argv, out)
+
+
+def run(args: argparse.Namespace, argv: list[str] | None, out: Path) -> int:
+    """Measure every model of ``args``, write the json, md and png into ``out``."""
     result: dict = {"command": shlex.join(["python", "benchmarks/calibration.py",
                                            *(sys.argv[1:] if argv is None else argv)]),
                     "date": time.strftime("%Y-%m-%d %H:%M"), "models": {}}
@@ -97,11 +136,10 @@ def main(argv: list[str] | None = None) -> int:
                                           f"after (ECE {sets[name]['after']['ece']:.3f})":
                                           sets[name]["after"]["reliability"]}
         print(model, {s: (sets[s]["before"]["ece"], sets[s]["after"]["ece"]) for s in SETS}, flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "calibration.json").write_text(json.dumps(result, indent=2) + "\n")
-    reliability_diagrams(panels, args.out / "calibration.png")
-    write_markdown(result, args.out / "calibration.md")
-    print((args.out / "calibration.md").read_text())
+    (out / "calibration.json").write_text(json.dumps(result, indent=2) + "\n")
+    reliability_diagrams(panels, out / "calibration.png")
+    write_markdown(result, out / "calibration.md")
+    print((out / "calibration.md").read_text())
     return 0
 
 

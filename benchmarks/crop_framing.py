@@ -23,6 +23,7 @@ medians. Then, with those medians, three checks:
 Writes benchmarks/results/crop_framing.json. About 2 minutes on 2 busy cores:
 
     nice -n 19 .venv/bin/python benchmarks/crop_framing.py --sheet /tmp/crop_sheet.png
+    .venv/bin/python benchmarks/crop_framing.py --smoke   # seconds: 48 faces, 8 photos, sheet too
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from repo_support import add_smoke_args, results_dir
 
 from ferkit.errors import FerkitError
 from ferkit.face import Box
@@ -47,7 +49,6 @@ from ferkit.inference.crop import Framing, alignment_matrix, crop_face, warp_fac
 from ferkit.inference.detect import YUNET_FILE, HaarDetector, YuNetDetector, to_gray
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
 UPSCALE, PAD = 4, 96
 NAMES = ("right_eye", "left_eye", "nose", "right_mouth", "left_mouth")
 
@@ -106,9 +107,21 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=4000, help="FER2013 training images (the CSV's first rows)")
     parser.add_argument("--expw-photos", type=int, default=300, help="ExpW-dev photos for the warp check")
     parser.add_argument("--sheet", help="write a PNG of FER2013 faces beside aligned crops here")
-    parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--out", dest="results_dir", type=Path, help="the same as --results-dir")
+    add_smoke_args(parser)
     args = parser.parse_args()
     shared = Path(args.shared)
+    data = shared / "data"
+    for needed in (data / "fer2013" / "fer2013.csv.gz", data / "expw-dev" / "labels.csv",
+                   data / "photos" / "astronaut.png"):
+        if not needed.is_file():
+            raise SystemExit(f"{needed} not found: crop_framing needs FER2013's CSV, ExpW-dev and the "
+                             "astronaut of the shared folder (--shared)")
+    out = results_dir(args)
+    sheet_photos = 40
+    if args.smoke:
+        args.n, args.expw_photos, sheet_photos = 48, 8, 4
+        args.sheet = args.sheet or str(out / "crop_sheet.png")
     start = time.perf_counter()
     detector = YuNetDetector(side=None)
     images = fer_images(shared / "data" / "fer2013" / "fer2013.csv.gz", args.n)
@@ -160,13 +173,11 @@ def main() -> None:
         "recrop_correlation_with_original": recrop,
         "warp_check": warp_check, "roll_check": roll, "seconds": time.perf_counter() - start,
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     (out / "crop_framing.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "measured"}, indent=2))
     print(json.dumps(measured, indent=1))
     if args.sheet:
-        sheet(shared, detector, images, framing, Path(args.sheet))
+        sheet(shared, detector, images, framing, Path(args.sheet), sheet_photos)
         print(f"wrote {args.sheet}")
 
 
@@ -260,14 +271,15 @@ def roll_check(shared: Path, framing: Framing) -> list[dict[str, float]]:
     return out
 
 
-def sheet(shared: Path, detector: YuNetDetector, fer: list[np.ndarray], framing: Framing, path: Path) -> None:
+def sheet(shared: Path, detector: YuNetDetector, fer: list[np.ndarray], framing: Framing, path: Path,
+          photos: int = 40) -> None:
     """Rows of 12 faces, 3x enlarged: FER2013 training faces; aligned crops of the astronaut (plain
     and turned 20 degrees) and ExpW-dev faces; the square box crops of the same faces."""
     astro = load_image(shared / "data" / "photos" / "astronaut.png")
     turned = cv2.warpAffine(astro, cv2.getRotationMatrix2D((256, 256), 20, 1.0), (512, 512),
                             borderMode=cv2.BORDER_REPLICATE)
     faces = [(to_gray(img), b) for img in (astro, turned) for b in detector.detect(img)]
-    faces += expw_faces(shared, detector, 40)[:22]
+    faces += expw_faces(shared, detector, photos)[:22]
     aligned = [warp_face(g, alignment_matrix(b.landmarks, framing)) for g, b in faces]
     boxed = [crop_face(g, Box(b.x, b.y, b.w, b.h)) for g, b in faces]
     rows = [fer[:12], fer[12:24], aligned[:12], aligned[12:24], boxed[:12], boxed[12:24]]

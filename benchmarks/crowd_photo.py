@@ -3,15 +3,18 @@ nine times at sizes from 40 to 200 px, turned up to 25 degrees, mirrored, darken
 ground. (The crowd photos ferkit is measured on, WIDER FACE and ExpW, may not be redistributed.)
 
     .venv/bin/python benchmarks/crowd_photo.py && ferkit predict docs/crowd.jpg --annotate docs/
+    .venv/bin/python benchmarks/crowd_photo.py --smoke   # the same photo, into a temporary folder
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
 import cv2
 import numpy as np
+from repo_support import add_smoke_args, results_dir
 
 REPO = Path(__file__).resolve().parents[1]
 # (centre x, centre y, side, degrees, mirrored, brightness)
@@ -34,9 +37,16 @@ def crowd(portrait: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_smoke_args(parser)  # the photo is small already: --smoke only keeps it out of docs/
+    args = parser.parse_args()
     shared = Path(os.environ.get("FERKIT_SHARED", REPO.parent / "shared"))
-    portrait = cv2.imread(str(shared / "data" / "photos" / "astronaut.png"))[20:280, 120:380]  # the head
-    cv2.imwrite(str(REPO / "docs" / "crowd.jpg"), crowd(portrait), [cv2.IMWRITE_JPEG_QUALITY, 88])
+    path = shared / "data" / "photos" / "astronaut.png"
+    if not path.is_file():
+        raise SystemExit(f"{path} not found: the crowd is made of the astronaut portrait (FERKIT_SHARED)")
+    out = results_dir(args) if args.smoke or args.results_dir else REPO / "docs"
+    portrait = cv2.imread(str(path))[20:280, 120:380]  # the head
+    cv2.imwrite(str(out / "crowd.jpg"), crowd(portrait), [cv2.IMWRITE_JPEG_QUALITY, 88])
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ Haar detector is measured the same way. The rule: among the settings that meet t
 About 6 minutes on 2 busy cores:
 
     nice -n 19 .venv/bin/python benchmarks/detector_choice.py
+    .venv/bin/python benchmarks/detector_choice.py --smoke   # seconds: 3 + 3 photos, 2 timed runs
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import repo_support  # noqa: F401  (tests/support on the path)
+from repo_support import add_smoke_args, results_dir
 from support.synthetic import group_photo
 from timing import cpu_model
 
@@ -46,7 +48,6 @@ from ferkit.imageio import load_image
 from ferkit.inference.detect import HaarDetector, YuNetDetector
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
 BUCKETS = ("<16", "16-32", "32-64", ">=64")
 GRAPHS = ("s", "n")
 SIDES = (320, 480, 640, None)
@@ -111,11 +112,21 @@ def main() -> None:
     shared = Path(os.environ.get("FERKIT_SHARED", REPO.parent / "shared"))
     parser.add_argument("--shared", default=str(shared))
     parser.add_argument("--expw-limit", type=int, default=0, help="first N ExpW photos only (0: all)")
-    parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--wider-limit", type=int, default=0, help="first N WIDER photos only (0: all)")
+    parser.add_argument("--out", dest="results_dir", type=Path, help="the same as --results-dir")
+    add_smoke_args(parser)
     args = parser.parse_args()
+    photo_runs = PHOTO_RUNS
+    if args.smoke:
+        args.expw_limit, args.wider_limit, photo_runs = 3, 3, 2
     shared = Path(args.shared)
     wider_dir, expw_dir = shared / "data" / "widerface-val200", shared / "data" / "expw-dev"
     models = shared / "models" / "yunet"
+    for needed in (wider_dir / "boxes.csv", expw_dir / "labels.csv", models, shared / "data" / "photos"):
+        if not needed.exists():
+            raise SystemExit(f"{needed} not found: detector_choice needs WIDER-200, ExpW-dev, the YuNet "
+                             "graphs and the photos of the shared folder (--shared)")
+    out = results_dir(args)
     wider = read_boxes(wider_dir / "boxes.csv")
     expw = read_boxes(expw_dir / "labels.csv")
     expw_names = sorted(expw)[: args.expw_limit or None]
@@ -156,7 +167,7 @@ def main() -> None:
                     tally.expw_found += int((iou >= 0.3).any(axis=1).sum())
 
     start = time.perf_counter()
-    wider_names = sorted(p.name for p in (wider_dir / "images").iterdir())
+    wider_names = sorted(p.name for p in (wider_dir / "images").iterdir())[: args.wider_limit or None]
     for name in wider_names:
         truth = wider.get(name, np.zeros((0, 4)))
         for w, h in truth[:, 2:]:
@@ -169,7 +180,7 @@ def main() -> None:
     astronaut = load_image(shared / "data" / "photos" / "astronaut.png")
     photo = group_photo(shared / "data" / "photos" / "astronaut.png")
     photo_ms: dict[str, list[float]] = {n: [] for n in names}
-    for i in range(PHOTO_RUNS):
+    for i in range(photo_runs):
         for name in names[i % len(names):] + names[: i % len(names)]:
             photo_ms[name].append(detections(detectors[name], photo)[2] * 1000)
     counts = {n: (detections(d, astronaut)[1], detections(d, photo)[1]) for n, d in detectors.items()}
@@ -179,7 +190,8 @@ def main() -> None:
         astro_scores, photo_scores = counts[name]
         rows.append({
             "detector": name, "threshold": t,
-            "wider_recall": {b: tally.hits[b] / truth_buckets[b] for b in BUCKETS},
+            "wider_recall": {b: tally.hits[b] / truth_buckets[b] if truth_buckets[b] else float("nan")
+                             for b in BUCKETS},  # nan: no face of that size among the photos
             "wider_unmatched_per_photo": tally.unmatched / len(wider_names),
             "expw_found_rate": tally.expw_found / expw_faces,
             "ms_per_photo": {"wider_416": seconds[name]["wider"] / len(wider_names) * 1000,
@@ -212,8 +224,6 @@ def main() -> None:
         "seconds": time.perf_counter() - start, "rows": rows,
         "chosen": chosen and {"detector": chosen["detector"], "threshold": chosen["threshold"]},
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     (out / "detector_choice.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "detector_choice.md").write_text(markdown(result))
     print(markdown(result))

@@ -5,6 +5,7 @@ canvases; a face counts as found when a box overlaps it with IoU > 0.3. Also cou
 boxes found on the real astronaut portrait (one face). About 70 s on 2 busy cores:
 
     nice -n 19 .venv/bin/python benchmarks/detector_settings.py
+    .venv/bin/python benchmarks/detector_settings.py --smoke   # seconds: 6 faces (prints only)
 
 Result (a training job shared the CPU; times are relative):
 
@@ -36,6 +37,7 @@ import cv2
 import numpy as np
 import repo_support  # noqa: F401  (tests/support on the path)
 from PIL import Image
+from repo_support import add_smoke_args
 from support.synthetic import background, group_photo
 
 from ferkit.face import Box
@@ -81,8 +83,15 @@ def main() -> None:
     shared = Path(os.environ.get("FERKIT_SHARED", Path(__file__).resolve().parents[2] / "shared"))
     parser.add_argument("--shared", default=str(shared))
     parser.add_argument("-n", type=int, default=300)
+    add_smoke_args(parser)  # nothing is written: the table is printed
     args = parser.parse_args()
+    if args.smoke:
+        args.n = 6
     shared = Path(args.shared)
+    for needed in (shared / "data" / "fer2013" / "fer2013.csv.gz",
+                   shared / "data" / "photos" / "astronaut.png"):
+        if not needed.is_file():
+            raise SystemExit(f"{needed} not found: detector_settings needs FER2013's CSV and the astronaut")
     faces = test_faces(shared / "data" / "fer2013" / "fer2013.csv.gz", args.n)
     detectors = {s: HaarDetector(scale_factor=s[0], min_neighbors=s[1], equalize=s[2]) for s in SETTINGS}
     hits, false_boxes = dict.fromkeys(SETTINGS, 0), dict.fromkeys(SETTINGS, 0)

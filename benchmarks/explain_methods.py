@@ -3,11 +3,15 @@ maps, Grad-CAM on the 6x6 stage and occlusion sensitivity (ferkit.inference.expl
 on the astronaut and on FER2013 PrivateTest faces of five classes. Writes docs/explain-methods.png.
 
     python benchmarks/explain_methods.py          (needs torch: the first two need the network)
+    python benchmarks/explain_methods.py --smoke  (seconds: FER2013's first 200 PrivateTest rows)
 """
 
 from __future__ import annotations
 
+import argparse
+import gzip
 import os
+import tempfile
 from pathlib import Path
 
 import cv2
@@ -17,6 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from repo_support import add_smoke_args, results_dir  # noqa: E402
 
 from ferkit.data.challenge_csv import load_challenge_csv  # noqa: E402
 from ferkit.face import CLASSES  # noqa: E402
@@ -27,13 +32,30 @@ from ferkit.models.preprocess import to_model_input  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FERKIT_SHARED", REPO.parent / "shared"))
+ASTRONAUT = SHARED / "data" / "photos" / "astronaut.png"
+FER2013 = SHARED / "data" / "fer2013" / "fer2013.csv.gz"
+SMOKE_ROWS = 200
 
 
-def faces_to_show(recognizer: Recognizer) -> tuple[np.ndarray, list[str]]:
+def private_test_rows(csv_gz: Path, out: Path, n: int) -> Path:
+    """The header and the first ``n`` PrivateTest rows of the challenge CSV, written to ``out``
+    (--smoke: real faces without parsing all 35,887 rows)."""
+    with gzip.open(csv_gz, "rb") as src, open(out, "wb") as dst:
+        dst.write(src.readline())
+        for line in src:
+            if line.rstrip().endswith(b",PrivateTest"):
+                dst.write(line)
+                n -= 1
+                if not n:
+                    break
+    return out
+
+
+def faces_to_show(recognizer: Recognizer, csv_path: Path = FER2013) -> tuple[np.ndarray, list[str]]:
     """The astronaut's crop and the first two PrivateTest faces of five classes."""
-    faces = [recognizer.find_faces(str(SHARED / "data" / "photos" / "astronaut.png")).crops[0]]
+    faces = [recognizer.find_faces(str(ASTRONAUT)).crops[0]]
     titles = ["astronaut"]
-    data = load_challenge_csv(SHARED / "data" / "fer2013" / "fer2013.csv.gz")
+    data = load_challenge_csv(csv_path)
     test = np.flatnonzero(data.usage == 2)
     for cls in (3, 5, 0, 4, 6):  # happy, surprise, angry, sad, neutral
         for i in [i for i in test if data.labels[i] == cls][:2]:
@@ -69,8 +91,20 @@ def normalised(m: np.ndarray) -> np.ndarray:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_smoke_args(parser)
+    args = parser.parse_args()
+    for needed in (ASTRONAUT, FER2013):
+        if not needed.is_file():
+            raise SystemExit(f"{needed} not found: explain_methods needs the astronaut and FER2013's CSV "
+                             "(FERKIT_SHARED)")
+    out = results_dir(args) if args.smoke or args.results_dir else REPO / "docs"
     recognizer = Recognizer("default")
-    faces, titles = faces_to_show(recognizer)
+    with tempfile.TemporaryDirectory(prefix="ferkit-explain-") as tmp:
+        csv_path = FER2013
+        if args.smoke:
+            csv_path = private_test_rows(FER2013, Path(tmp) / "private.csv", SMOKE_ROWS)
+        faces, titles = faces_to_show(recognizer, csv_path)
     cam, gradcam, top = cam_and_gradcam(faces)
     occlusion = occlusion_maps(recognizer.classify, faces, top)
     rows = [("face", None), ("CAM, last 3x3 maps", cam), ("Grad-CAM, 6x6 stage", gradcam),
@@ -89,9 +123,8 @@ def main() -> int:
             if r == 0:
                 ax.set_title(f"{titles[j]}\n-> {CLASSES[top[j]]}", fontsize=8)
     fig.tight_layout()
-    out = REPO / "docs" / "explain-methods.png"
-    fig.savefig(out, dpi=64)
-    print(out)
+    fig.savefig(out / "explain-methods.png", dpi=64)
+    print(out / "explain-methods.png")
     return 0
 
 

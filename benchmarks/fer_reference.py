@@ -11,20 +11,35 @@ interleave fer's measurements with ferkit's and both meet the same CPU load:
     {"task": "video", "path": "moving_face.mp4"}
     {"task": "faces", "path": "photo.jpg", "boxes": [[x, y, w, h], ...]}
     {"task": "classify", "path": "faces.npy"}
+
+``--smoke`` answers one tiny request of each task by itself (astronaut.png, a 3-frame clip) and
+writes fer_reference.json to ``--results-dir``; run by a Python without fer, it runs itself in
+``.venv-fer`` when that exists, else says it skips fer and exits 0:
+
+    .venv-fer/bin/python benchmarks/fer_reference.py --smoke --results-dir /tmp/fer-smoke
 """
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
 import json
 import logging
 import os
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
+from pathlib import Path
+
+from repo_support import REPO, add_smoke_args, results_dir
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 warnings.filterwarnings("ignore")
 THREADS = 2
+FER_PYTHON = REPO / ".venv-fer" / "bin" / "python"
+SHARED = Path(os.environ.get("FERKIT_SHARED", REPO.parent / "shared"))
 
 
 class FerBench:
@@ -133,7 +148,49 @@ def keras_macs(model) -> int:
     return macs
 
 
+def smoke(args: argparse.Namespace) -> int:
+    """One small request of every task, answered in this process; the replies go to
+    fer_reference.json."""
+    if not all(importlib.util.find_spec(m) for m in ("fer", "tensorflow")):
+        if FER_PYTHON.exists() and Path(sys.prefix).resolve() != FER_PYTHON.parents[1].resolve():
+            return subprocess.run([str(FER_PYTHON), __file__, *sys.argv[1:]]).returncode
+        print(f"fer: skipped ({FER_PYTHON} not found: run benchmarks/setup_fer_venv.sh to compare with fer)")
+        return 0
+    photo = SHARED / "data" / "photos" / "astronaut.png"
+    if not photo.exists():
+        raise SystemExit(f"{photo} not found: the astronaut photo is needed ($FERKIT_SHARED)")
+    out = results_dir(args)
+    bench = FerBench()
+    cv2, np = bench.cv2, bench.np
+    with tempfile.TemporaryDirectory(prefix="fer-smoke-") as tmp:
+        image = cv2.imread(str(photo))
+        clip, faces = Path(tmp) / "clip.mp4", Path(tmp) / "faces.npy"
+        writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, image.shape[1::-1])
+        for _ in range(3):
+            writer.write(image)
+        writer.release()
+        box = [180, 59, 90, 119]  # the astronaut's face (x, y, w, h)
+        gray = cv2.cvtColor(image[59:178, 180:270], cv2.COLOR_BGR2GRAY)
+        np.save(faces, np.stack([cv2.resize(gray, (48, 48))] * 2))
+        models = ("keras", "tflite")
+        requests = [{"task": "info"},
+                    *({"task": "crops", "model": m, "batch": 2, "seconds": 0.05} for m in models),
+                    *({"task": "photo", "model": m, "path": str(photo), "runs": 1} for m in models),
+                    {"task": "faces", "path": str(photo), "boxes": [box]},
+                    {"task": "classify", "path": str(faces)},
+                    {"task": "video", "path": str(clip)}]
+        replies = [{"request": req, "reply": getattr(bench, req["task"])(req)} for req in requests]
+    (out / "fer_reference.json").write_text(json.dumps(replies, indent=2) + "\n")
+    print(json.dumps(replies))
+    return 0
+
+
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_smoke_args(parser)
+    args = parser.parse_args()
+    if args.smoke:
+        return smoke(args)
     bench = FerBench()
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:

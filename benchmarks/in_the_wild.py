@@ -15,11 +15,13 @@ detector, box crop), ferkit now (YuNet, eye-levelled crop, each ``--models``), a
 falls on all systems alike. Writes benchmarks/results/in_the_wild.json and .md:
 
     .venv/bin/python benchmarks/in_the_wild.py
+    .venv/bin/python benchmarks/in_the_wild.py --smoke   # seconds: default only, 6 + 3 photos
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -31,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from detector_choice import BUCKETS, bucket, iou_matrix, read_boxes
 from inference import concurrent_training, start_fer
+from repo_support import add_smoke_args, results_dir
 from timing import cpu_model
 
 from ferkit.data.labelled_photos import load_labelled_photos
@@ -41,29 +44,34 @@ from ferkit.imageio import load_image
 from ferkit.inference import HaarDetector, Recognizer
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
+SMOKE_EXPW_PHOTOS, SMOKE_WIDER_PHOTOS = 6, 3
 OLD_REF = "e1eca73"  # the last commit before YuNet, the aligned crop and the FER+ models
 
 
-def old_weights(ref: str, name: str, folder: Path) -> Path:
-    """The shipped model ``name`` as it was at git commit ``ref``, written to ``folder``."""
+def old_weights(ref: str, name: str, folder: Path) -> Path | str:
+    """The shipped model ``name`` as it was at git commit ``ref``, written to ``folder``, or why not
+    (a shallow clone lacks the commit; the old system is then skipped)."""
     for suffix in (".safetensors", ".json"):
-        blob = subprocess.run(["git", "-C", str(REPO), "show", f"{ref}:ferkit/weights/{name}{suffix}"],
-                              capture_output=True, check=True).stdout
-        (folder / f"{name}{suffix}").write_bytes(blob)
+        show = subprocess.run(["git", "-C", str(REPO), "show", f"{ref}:ferkit/weights/{name}{suffix}"],
+                              capture_output=True)
+        if show.returncode:
+            return f"git show {ref}:ferkit/weights/{name}{suffix} failed: {show.stderr.decode().strip()}"
+        (folder / f"{name}{suffix}").write_bytes(show.stdout)
     return folder / f"{name}.safetensors"
 
 
-def wider_scores(runners: dict, wider_dir: Path) -> dict[str, tuple[dict[str, float], list[float]]]:
+def wider_scores(runners: dict, wider_dir: Path,
+                 limit: int = 0) -> dict[str, tuple[dict[str, float], list[float]]]:
     """Per system: recall at IoU >= 0.5 per bucket and ms per photo of ``run(path) -> (boxes, ms)``.
 
-    Every photo goes through every system, the order rotating from photo to photo."""
+    Every photo (the first ``limit``; 0: all) goes through every system, the order rotating from
+    photo to photo. A bucket with no face among the photos has recall nan."""
     truth = read_boxes(wider_dir / "boxes.csv")
     names = list(runners)
     hits = {n: dict.fromkeys(BUCKETS, 0) for n in names}
     ms: dict[str, list[float]] = {n: [] for n in names}
     totals = dict.fromkeys(BUCKETS, 0)
-    for k, photo in enumerate(sorted(truth)):
+    for k, photo in enumerate(sorted(truth)[: limit or None]):
         faces = truth[photo]
         for w, h in faces[:, 2:]:
             totals[bucket(w, h)] += 1
@@ -73,7 +81,8 @@ def wider_scores(runners: dict, wider_dir: Path) -> dict[str, tuple[dict[str, fl
             found = (iou_matrix(faces, boxes) >= 0.5).any(axis=1)
             for (w, h), hit in zip(faces[:, 2:], found, strict=True):
                 hits[name][bucket(w, h)] += int(hit)
-    return {n: ({b: hits[n][b] / totals[b] for b in BUCKETS}, ms[n]) for n in names}
+    return {n: ({b: hits[n][b] / totals[b] if totals[b] else float("nan") for b in BUCKETS}, ms[n])
+            for n in names}
 
 
 def ferkit_predict(recognizer: Recognizer):
@@ -125,6 +134,7 @@ def summary_row(name: str, expw: dict, recall: dict[str, float], ms: list[float]
 
 def write_markdown(result: dict, path: Path) -> None:
     rows = result["systems"]
+    expw = next(iter(result["details"].values()))  # a ferkit system's: counts of faces and photos
     lines = [
         "# Real faces: ferkit old and new beside fer", "",
         f"Command: `{result['command']}`  ", f"Date: {result['date']}  ",
@@ -132,10 +142,11 @@ def write_markdown(result: dict, path: Path) -> None:
         f"{', '.join(f'{v:.1f}' for v in result['environment']['load_average'])} at the end"
         + (f"; {len(result['environment']['concurrent_training'])} training job(s) ran beside it"
            if result["environment"]["concurrent_training"] else "") + " (compare ratios, not times).", "",
-        "ExpW-dev: 1,920 labelled faces in 1,806 web photos. Found: a detection with IoU >= 0.3; end to "
-        "end: accuracy over all labelled faces, a missed face counts as wrong; classifier alone: each "
-        "labelled box cropped by the system's own crop. WIDER-200: recall at IoU >= 0.5 by the face's "
-        "longer side in the 416x416 photo; ms: median per photo, detection + crops + classification.", "",
+        f"ExpW-dev: {expw['n']:,} labelled faces in {expw['photos']:,} web photos. Found: a detection "
+        "with IoU >= 0.3; end to end: accuracy over all labelled faces, a missed face counts as wrong; "
+        "classifier alone: each labelled box cropped by the system's own crop. WIDER-200: recall at IoU "
+        ">= 0.5 by the face's longer side in the 416x416 photo; ms: median per photo, detection + crops "
+        "+ classification.", "",
         "| system | ExpW found | end to end acc | end to end macro-F1 | classifier acc | classifier macro-F1 "
         "| WIDER <16 | 16-32 | 32-64 | >=64 | ms/photo |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -147,6 +158,8 @@ def write_markdown(result: dict, path: Path) -> None:
             f"{r['expw_end_to_end_macro_f1']:.3f} | {r['expw_classifier_accuracy']:.1%} | "
             f"{r['expw_classifier_macro_f1']:.3f} | " + " | ".join(f"{w[b]:.1%}" for b in BUCKETS)
             + f" | {r['wider_ms_per_photo_median']:.1f} |")
+    if result.get("old_skipped"):
+        lines += ["", f"old ferkit: skipped ({result['old_skipped']})"]
     if result.get("fer_skipped"):
         lines += ["", f"fer: skipped ({result['fer_skipped']})"]
     path.write_text("\n".join(lines) + "\n")
@@ -159,18 +172,34 @@ def main() -> int:
     parser.add_argument("--models", nargs="+", default=["default", "large"], help="ferkit models now")
     parser.add_argument("--old", default=OLD_REF, help="git commit of the old ferkit's default weights")
     parser.add_argument("--no-fer", action="store_true")
-    parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--out", dest="results_dir", type=Path, help="the same as --results-dir")
+    add_smoke_args(parser)
     args = parser.parse_args()
     shared = Path(args.shared)
     expw_dir, wider_dir = shared / "data" / "expw-dev", shared / "data" / "widerface-val200"
+    for needed in (expw_dir / "labels.csv", wider_dir / "boxes.csv"):
+        if not needed.is_file():
+            raise SystemExit(f"{needed} not found: in_the_wild needs ExpW-dev and WIDER-200 (--shared)")
+    out = results_dir(args)
     data = load_labelled_photos(expw_dir)
+    wider_limit = 0
+    if args.smoke:
+        args.models, wider_limit = ["default"], SMOKE_WIDER_PHOTOS
+        step = max(1, len(data.photos) // SMOKE_EXPW_PHOTOS)  # spread out: labels.csv runs class by class
+        data = dataclasses.replace(data, photos=data.photos[::step][:SMOKE_EXPW_PHOTOS])
     with tempfile.TemporaryDirectory() as tmp:
-        systems = {f"ferkit {args.old} default (Haar, box crop, FER2013 labels)":
-                   Recognizer(str(old_weights(args.old, "default", Path(tmp))), detector=HaarDetector(),
-                              backend="onnx")}
+        systems = {}
+        old = old_weights(args.old, "default", Path(tmp))
+        if isinstance(old, str):
+            print(f"old ferkit skipped: {old}", file=sys.stderr)
+        else:
+            systems[f"ferkit {args.old} default (Haar, box crop, FER2013 labels)"] = Recognizer(
+                str(old), detector=HaarDetector(), backend="onnx")
         for m in args.models:
             systems[f"ferkit now {m} (YuNet, aligned crop)"] = Recognizer(m, backend="onnx")
         fer = "--no-fer given" if args.no_fer else start_fer()
+        if isinstance(fer, str):
+            print(f"fer skipped: {fer}", file=sys.stderr)
         expw = {name: evaluate_photos(rec, data, progress=sys.stderr.isatty())
                 for name, rec in systems.items()}
         runners = {name: ferkit_predict(rec) for name, rec in systems.items()}
@@ -179,7 +208,7 @@ def main() -> int:
             expw["fer 25.10.3 (Haar, its crop, TFLite)"] = fer_on_photos(fer, data)
             runners["fer 25.10.3 (Haar, its crop, TFLite)"] = fer_predict(fer)
         print("WIDER-200 ...", file=sys.stderr, flush=True)
-        wider = wider_scores(runners, wider_dir)
+        wider = wider_scores(runners, wider_dir, wider_limit)
         if not isinstance(fer, str):
             fer.close()
     result = {
@@ -190,8 +219,8 @@ def main() -> int:
         "systems": [summary_row(name, expw[name], *wider[name]) for name in expw],
         "details": expw, "fer_skipped": fer if isinstance(fer, str) else None,
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if isinstance(old, str):
+        result["old_skipped"] = old
     (out / "in_the_wild.json").write_text(json.dumps(result, indent=2) + "\n")
     write_markdown(result, out / "in_the_wild.md")
     print((out / "in_the_wild.md").read_text())

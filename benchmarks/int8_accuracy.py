@@ -6,6 +6,7 @@ crops/s at batch 64 with 2 threads, the two graphs timed in alternating windows.
 benchmarks/results/int8_<model>.json and .md. About two minutes:
 
     nice -n 19 .venv/bin/python benchmarks/int8_accuracy.py --model paper
+    .venv/bin/python benchmarks/int8_accuracy.py --smoke   # seconds: 64 faces per split, 1 short round
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from ablation import fer_slice
+from repo_support import add_smoke_args, results_dir
 from timing import cpu_model, window_rate
 
 from ferkit.data import load_data, split_data
@@ -37,10 +40,16 @@ def main() -> None:
     parser.add_argument("--model", default="paper")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--window", type=float, default=1.0)
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    parser.add_argument("--out", dest="results_dir", type=Path, help="the same as --results-dir")
+    add_smoke_args(parser)
     args = parser.parse_args()
-    splits = split_data(load_data(args.data))
+    if not Path(args.data).exists():
+        sys.exit(f"{args.data} not found: FER2013's challenge CSV is needed (--data or $FERKIT_SHARED)")
+    out = results_dir(args)
     with tempfile.TemporaryDirectory() as tmp:
+        if args.smoke:  # 64 faces of each split (the int8 graph calibrated on the 64 Training ones)
+            args.data, args.rounds, args.window = str(fer_slice(args.data, Path(tmp), 64, 64, 64)), 1, 0.05
+        splits = split_data(load_data(args.data))
         graphs = {"float32": export_model(args.model, "onnx", Path(tmp) / "float.onnx"),
                   "int8": export_model(args.model, "onnx", Path(tmp) / "int8.onnx", quantize="int8",
                                        calibration=args.data)}
@@ -66,8 +75,6 @@ def main() -> None:
                                      for name, r in rates.items()}
     result["speedup_best"] = max(rates["int8"]) / max(rates["float32"])
     result["load_average"] = os.getloadavg()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     (out / f"int8_{args.model}.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / f"int8_{args.model}.md").write_text(markdown(result))
     print(markdown(result))

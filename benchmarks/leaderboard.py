@@ -4,17 +4,22 @@ parameters, multiply-adds, and CPU inference images/s (torch fp32 and onnxruntim
 2 threads), every model timed in alternating windows so that they meet the same load.
 
     python benchmarks/leaderboard.py --data ../shared/data/fer2013/fer2013.csv.gz
+    python benchmarks/leaderboard.py --smoke   # seconds: 1 model, 64 rows per split, batch 8
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
+import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+from repo_support import add_smoke_args, results_dir
 from timing import window_rate
 
 from ferkit.evaluate.crops import evaluate_model
@@ -26,6 +31,7 @@ from ferkit.runtime.export import onnx_bytes
 from ferkit.runtime.onnx_backend import OnnxBackend
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
+SHARED = Path(os.environ.get("FERKIT_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 BATCH, THREADS = 64, 2
 
 # (name, test accuracy, parameters, caveat) as published.
@@ -49,11 +55,12 @@ def torch_runner(net: torch.nn.Module, batch: torch.Tensor) -> Callable[[], obje
     return run
 
 
-def inference_speed(models: dict[str, torch.nn.Module], rounds: int, seconds: float) -> dict:
+def inference_speed(models: dict[str, torch.nn.Module], rounds: int, seconds: float,
+                    batch_size: int = BATCH) -> dict:
     """{model: {runtime: {best, mean}}}: torch fp32 eager and onnxruntime, windows alternating
     between models and runtimes so that a noisy machine slows them all alike."""
     torch.set_num_threads(THREADS)
-    faces = np.random.default_rng(0).integers(0, 256, (BATCH, 48, 48), dtype=np.uint8)
+    faces = np.random.default_rng(0).integers(0, 256, (batch_size, 48, 48), dtype=np.uint8)
     batch = torch.from_numpy(faces)
     runners = {}
     for name, model in models.items():
@@ -63,7 +70,7 @@ def inference_speed(models: dict[str, torch.nn.Module], rounds: int, seconds: fl
     rates: dict[tuple[str, str], list[float]] = {key: [] for key in runners}
     for _ in range(rounds):
         for key, fn in runners.items():
-            rates[key].append(window_rate(fn, BATCH, seconds))
+            rates[key].append(window_rate(fn, batch_size, seconds))
     out: dict[str, dict] = {name: {} for name in models}
     for (name, runtime), r in rates.items():
         out[name][runtime] = {"best": max(r), "mean": sum(r) / len(r), "windows": len(r)}
@@ -114,23 +121,54 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def csv_slice(data: str, out: Path, rows_per_split: int) -> str:
+    """The first ``rows_per_split`` rows of each Usage of the challenge CSV (real images, for
+    --smoke), written to ``out``."""
+    want = {"Training": rows_per_split, "PublicTest": rows_per_split, "PrivateTest": rows_per_split}
+    opener = gzip.open if data.endswith(".gz") else open
+    with opener(data, "rt") as src, open(out, "w") as dst:
+        dst.write(src.readline())
+        for line in src:
+            usage = line.rstrip().rsplit(",", 1)[1]
+            if want.get(usage, 0) > 0:
+                want[usage] -= 1
+                dst.write(line)
+            if not any(want.values()):
+                break
+    return str(out)
+
+
+def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", default="../shared/data/fer2013/fer2013.csv.gz")
+    ap.add_argument("--data", default=str(SHARED / "data" / "fer2013" / "fer2013.csv.gz"))
     ap.add_argument("--rounds", type=int, default=5, help="timing windows per model and runtime")
     ap.add_argument("--window", type=float, default=2.0, help="seconds per timing window")
+    add_smoke_args(ap)
     args = ap.parse_args()
-    models = {name: load_model(name)[0] for name in list_models()}
-    speed = inference_speed(models, args.rounds, args.window)
-    rows = []
-    for name, model in models.items():
-        rows.append(accuracy_row(name, args.data) | speed[name] | {
-            "params": sum(p.numel() for p in model.parameters()), "mmacs": count_multiply_adds(model) / 1e6})
-    (RESULTS / "leaderboard.json").write_text(json.dumps(rows, indent=2) + "\n")
+    if not Path(args.data).exists():
+        raise SystemExit(f"{args.data} not found: the FER2013 challenge CSV is needed (--data)")
+    # Full runs keep writing results/leaderboard.* at the repository root, as they always have.
+    out = results_dir(args) if args.smoke or args.results_dir else RESULTS
+    names, batch_size = list_models(), BATCH
+    with tempfile.TemporaryDirectory(prefix="ferkit-leaderboard-") as tmp:
+        if args.smoke:
+            names = names[:1]
+            args.rounds, args.window, batch_size = 1, 0.05, 8
+            if args.data.endswith((".csv", ".csv.gz")):
+                args.data = csv_slice(args.data, Path(tmp) / "fer_slice.csv", 64)
+        models = {name: load_model(name)[0] for name in names}
+        speed = inference_speed(models, args.rounds, args.window, batch_size)
+        rows = []
+        for name, model in models.items():
+            rows.append(accuracy_row(name, args.data) | speed[name] | {
+                "params": sum(p.numel() for p in model.parameters()),
+                "mmacs": count_multiply_adds(model) / 1e6})
+    (out / "leaderboard.json").write_text(json.dumps(rows, indent=2) + "\n")
     text = markdown(rows)
-    (RESULTS / "leaderboard.md").write_text(text)
+    (out / "leaderboard.md").write_text(text)
     print(text)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -2,13 +2,17 @@
 each model with and without `normalise_contrast` applied to every crop before the classifier.
 
     python benchmarks/normalise_on_photos.py default large
+    python benchmarks/normalise_on_photos.py --smoke   # seconds: default, 12 ExpW-dev photos (prints only)
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import os
-import sys
 from pathlib import Path
+
+from repo_support import add_smoke_args
 
 from ferkit.data.labelled_photos import load_labelled_photos
 from ferkit.evaluate.photos import evaluate_photos
@@ -16,11 +20,23 @@ from ferkit.evaluate.robustness import normalise_contrast
 from ferkit.inference import Recognizer
 
 SHARED = Path(os.environ.get("FERKIT_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+SMOKE_PHOTOS = 12
 
 
-def main(models: list[str]) -> int:
-    data = load_labelled_photos(SHARED / "data" / "expw-dev")
-    for model in models or ["default", "large"]:
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("models", nargs="*", default=["default", "large"])
+    add_smoke_args(parser)  # nothing is written: the scores are printed
+    args = parser.parse_args()
+    expw = SHARED / "data" / "expw-dev"
+    if not (expw / "labels.csv").is_file():
+        raise SystemExit(f"{expw}/labels.csv not found: ExpW-dev is needed (FERKIT_SHARED)")
+    data = load_labelled_photos(expw)
+    if args.smoke:
+        args.models = ["default"]
+        step = max(1, len(data.photos) // SMOKE_PHOTOS)  # spread out: labels.csv runs class by class
+        data = dataclasses.replace(data, photos=data.photos[::step][:SMOKE_PHOTOS])
+    for model in args.models:
         for normalised in (False, True):
             recognizer = Recognizer(model)
             if normalised:
@@ -34,4 +50,4 @@ def main(models: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    raise SystemExit(main())

@@ -11,6 +11,7 @@ as when other jobs hold the cores. Writes benchmarks/results/onnx_threading.json
 
     python benchmarks/onnx_threading.py
     python benchmarks/onnx_threading.py --models paper --busy 2
+    python benchmarks/onnx_threading.py --smoke    # seconds: one model, two batches, short windows
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import time
 
 import numpy as np
 import onnxruntime as ort
-from inference import RESULTS, rate_stats
+from inference import rate_stats
+from repo_support import add_smoke_args, results_dir
 from timing import window_rate
 
 from ferkit.cpu import available_cores
@@ -84,7 +86,11 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--window", type=float, default=0.5, help="seconds per timed window")
     ap.add_argument("--busy", type=int, default=0, help="busy-looping processes beside the measurement")
+    add_smoke_args(ap)
     args = ap.parse_args()
+    if args.smoke:
+        args.models, args.batches, args.rounds, args.window = ["paper"], [1, 64], 2, 0.05
+    out = results_dir(args)
     rng = np.random.default_rng(0)
     result = {"machine": {"cpus": available_cores(), "threads": args.threads, "onnxruntime": ort.__version__,
                           "python": platform.python_version()},
@@ -102,9 +108,8 @@ def main() -> int:
         for process in busy:
             process.kill()
     stem = "onnx_threading" + (f"_busy{args.busy}" if args.busy else "")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / f"{stem}.md").write_text(markdown(result))
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / f"{stem}.md").write_text(markdown(result))
     print(markdown(result))
     return 0
 

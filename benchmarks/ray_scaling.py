@@ -19,6 +19,7 @@ cores busy (at most ``--max-wait`` s) and records what it found; the fastest rou
 Writes benchmarks/results/ray_scaling.json and .md.
 
     .venv/bin/python benchmarks/ray_scaling.py [--photos 1000] [--frames 1800] [--rounds 2]
+    .venv/bin/python benchmarks/ray_scaling.py --smoke   # 4 photos, 8 frames, 1 round, no waiting
 """
 
 from __future__ import annotations
@@ -38,11 +39,12 @@ from typing import Any
 import cv2
 import numpy as np
 import repo_support  # noqa: F401  (tests/support on the path)
+from repo_support import add_smoke_args, results_dir
 from support.synthetic import CANVAS, background, moving_face_frames, paste, portrait_face, write_video
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
-PHOTO = REPO.parent / "shared" / "data" / "photos" / "astronaut.png"
+SHARED = Path(os.environ.get("FERKIT_SHARED", REPO.parent / "shared"))
+PHOTO = SHARED / "data" / "photos" / "astronaut.png"
 FERKIT = [sys.executable, "-m", "ferkit"]
 
 
@@ -78,11 +80,12 @@ def busy_cores(seconds: float = 3.0) -> float:
     return (b1 - b0) / max(t1 - t0, 1) * (os.cpu_count() or 1)
 
 
-def wait_for_quiet(limit: float, max_wait: float) -> dict[str, float]:
-    """Wait (up to ``max_wait`` s) until other work keeps at most ``limit`` cores busy: the
-    machine is shared, and a measurement beside someone's benchmark measures that benchmark."""
+def wait_for_quiet(limit: float, max_wait: float, sample: float = 3.0) -> dict[str, float]:
+    """Wait (up to ``max_wait`` s) until other work keeps at most ``limit`` cores busy (measured
+    over ``sample`` s): the machine is shared, and a measurement beside someone's benchmark
+    measures that benchmark."""
     start = time.perf_counter()
-    while (busy := busy_cores()) > limit and time.perf_counter() - start < max_wait:
+    while (busy := busy_cores(sample)) > limit and time.perf_counter() - start < max_wait:
         time.sleep(15)
     return {"busy_cores_before": round(busy, 2), "waited_s": round(time.perf_counter() - start, 1)}
 
@@ -90,11 +93,11 @@ def wait_for_quiet(limit: float, max_wait: float) -> dict[str, float]:
 class Meter:
     """Times calls, each after waiting for a quiet machine, and records the load around them."""
 
-    def __init__(self, limit: float, max_wait: float) -> None:
-        self.limit, self.max_wait = limit, max_wait
+    def __init__(self, limit: float, max_wait: float, sample: float = 3.0) -> None:
+        self.limit, self.max_wait, self.sample = limit, max_wait, sample
 
     def __call__(self, fn: Callable[[], object]) -> dict[str, float]:
-        gate = wait_for_quiet(self.limit, self.max_wait)
+        gate = wait_for_quiet(self.limit, self.max_wait, self.sample)
         start = time.perf_counter()
         fn()
         return {"seconds": time.perf_counter() - start, **gate, "load_after": os.getloadavg()[0]}
@@ -135,7 +138,7 @@ def rates(result: dict[str, Any], n_photos: int, n_frames: int, short_frames: in
     cli = result["best"]["cli"]
     out: dict[str, Any] = {"cli": {"images_per_s": n_photos / cli["photos"]["seconds"],
                                    "frames_per_s": n_frames / cli["video"]["seconds"]}}
-    for w in ("1", "2"):
+    for w in result["best"]["ray"]:  # "1", "2" (--smoke: "1")
         jobs = result["best"]["ray"][w]
         p, p1, v, v1 = (jobs[k]["seconds"] for k in ("photos", "photos_one", "video", "video_one"))
         out[w] = {"images_per_s": n_photos / p, "images_per_s_steady": (n_photos - 1) / max(p - p1, 1e-9),
@@ -157,7 +160,7 @@ def work_per_item(inputs: dict[str, Path], meter: Meter) -> dict[str, float]:
     batch = read_files(pa.table({"source": paths, "path": paths, "error": [None] * len(paths)}))
     photos, frames = PhotoPredictor("default", "yunet", 1), RangeAnalyser("default", "yunet", 1, 1)
     (item,) = plan_ranges(str(inputs["short_video"]), "", 10_000)
-    wait_for_quiet(meter.limit, meter.max_wait)
+    wait_for_quiet(meter.limit, meter.max_wait, meter.sample)
     start = time.process_time()
     for i in range(0, len(paths), 32):
         photos(batch.slice(i, 32))
@@ -201,12 +204,21 @@ def main() -> int:
     parser.add_argument("--quiet-below", type=float, default=0.3,
                         help="start a measurement once other work keeps fewer cores busy than this")
     parser.add_argument("--max-wait", type=float, default=300, help="seconds to wait for that, at most")
+    add_smoke_args(parser)
     args = parser.parse_args()
+    if not PHOTO.exists():
+        raise SystemExit(f"{PHOTO} not found: the astronaut photo is needed ($FERKIT_SHARED)")
+    out = results_dir(args)
+    short_frames, sample, workers = 30, 3.0, (1, 2)
+    if args.smoke:  # the smallest jobs, measured at once (a 0.05 s look at the load, no waiting)
+        args.photos, args.frames, args.frames_per_range, args.rounds = 4, 8, 4, 1
+        args.quiet_below, args.max_wait = (os.cpu_count() or 1) + 1.0, 0.0
+        short_frames, sample, workers = 4, 0.05, (1,)
     import ray
 
     import ferkit.batch as fb
 
-    meter, short_frames = Meter(args.quiet_below, args.max_wait), 30
+    meter = Meter(args.quiet_below, args.max_wait, sample)
     result: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="ferkit-ray-") as name:
         tmp = Path(name)
@@ -219,11 +231,14 @@ def main() -> int:
         for _ in range(args.rounds):
             rounds.append({"cli": single_process(meter, inputs["photos"], inputs["video"], tmp),
                            "ray": {str(w): ray_jobs(fb, meter, inputs, tmp, w, args.frames_per_range)
-                                   for w in (1, 2)}})
+                                   for w in workers}})
         ray.shutdown()
         result["rounds"], result["best"] = rounds, best(rounds)
         command = ["batch", "predict", inputs["photos"], "--out", tmp / "out", "--workers", "2", "--quiet"]
-        result["batch_cli"] = meter(lambda: run_cli(*command))
+        if args.smoke:  # the command starts a Ray instance of its own: half a minute here
+            result["batch_cli"] = {"skipped": "not run with --smoke (it starts a second Ray instance)"}
+        else:
+            result["batch_cli"] = meter(lambda: run_cli(*command))
         result["model_load_s"] = model_load_seconds()
         result["listing_us_per_file"] = listing_us_per_file(inputs["photos"])
     result["rates"] = rates(result, args.photos, args.frames, short_frames)
@@ -232,16 +247,15 @@ def main() -> int:
                        "quiet_below": args.quiet_below, "max_wait": args.max_wait,
                        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
                        "when": time.strftime("%Y-%m-%d %H:%M"), "ray": ray.__version__}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "ray_scaling.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "ray_scaling.md").write_text(render(result))
+    (out / "ray_scaling.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "ray_scaling.md").write_text(render(result))
     print(render(result))
     return 0
 
 
 def render(r: dict[str, Any]) -> str:
     s, rt, w = r["setup"], r["rates"], r["work"]
-    cli, one, two = rt["cli"], rt["1"], rt["2"]
+    cli, one, two = rt["cli"], rt["1"], rt.get("2")  # no "2" with --smoke
     ideal_photo, ideal_frame = 1000 / w["cpu_ms_per_photo"], 1000 / w["cpu_ms_per_frame"]
 
     def busy(m: dict[str, Any]) -> str:
@@ -250,8 +264,8 @@ def render(r: dict[str, Any]) -> str:
     rows = [("single-process CLI (`ferkit predict` / `ferkit video`, 2 threads)",
              f"{cli['images_per_s']:.1f}", "-", f"{cli['frames_per_s']:.1f}", "-", "-",
              f"{busy(r['best']['cli']['photos'])} / {busy(r['best']['cli']['video'])}")]
-    for n, m in (("1", one), ("2", two)):
-        jobs = r["best"]["ray"][n]
+    for n, jobs in r["best"]["ray"].items():
+        m = rt[n]
         rows.append((f"Ray, {n} worker{'s' if n == '2' else ''} (1 CPU, 1 thread each)",
                      f"{m['images_per_s']:.1f}", f"{m['images_per_s_steady']:.1f}",
                      f"{m['frames_per_s']:.1f}", f"{m['frames_per_s_steady']:.1f}",
@@ -264,6 +278,15 @@ def render(r: dict[str, Any]) -> str:
               "| other work before it (busy cores), photos / video |\n"
               + "| --- " * 7 + "|")
     table = "\n".join("| " + " | ".join(row) + " |" for row in rows)
+    scaling = f"""
+- 2 workers against 1, steady: photos {two['images_per_s_steady'] / one['images_per_s_steady']:.2f}x,
+  frames {two['frames_per_s_steady'] / one['frames_per_s_steady']:.2f}x; against twice one worker's
+  code alone: photos {two['images_per_s_steady'] / (2 * ideal_photo):.0%}, frames
+  {two['frames_per_s_steady'] / (2 * ideal_frame):.0%} (Ray's own processes, the driver's executor
+  and the tasks' hand-offs share the same two cores).""" if two else ""
+    batch_cli = (f"`ferkit batch predict` on the\n  {s['photos']} photos with 2 workers took "
+                 f"{r['batch_cli']['seconds']:.1f} s end to end as a command" if "seconds" in r["batch_cli"]
+                 else f"`ferkit batch predict`: {r['batch_cli']['skipped']}")
     return f"""# Batch prediction on Ray: scaling on this machine
 
 {s['when']}, {s['machine']}, Ray {s['ray']}; {s['photos']} photos (640x480 JPEG, 1-3 faces), a
@@ -276,15 +299,9 @@ busy, or after {s['max_wait']:.0f} s of waiting (the last column says what it fo
 {table}
 
 - Steady: (n - 1) / (T_n - T_1), T_1 being a job of one input (actor start, model load,
-  scheduling, the writers; for video also the per-video sort that gives face ids).
-- 2 workers against 1, steady: photos {two['images_per_s_steady'] / one['images_per_s_steady']:.2f}x,
-  frames {two['frames_per_s_steady'] / one['frames_per_s_steady']:.2f}x; against twice one worker's
-  code alone: photos {two['images_per_s_steady'] / (2 * ideal_photo):.0%}, frames
-  {two['frames_per_s_steady'] / (2 * ideal_frame):.0%} (Ray's own processes, the driver's executor
-  and the tasks' hand-offs share the same two cores).
+  scheduling, the writers; for video also the per-video sort that gives face ids).{scaling}
 - Ray's local instance took {r['ray_start']['seconds']:.1f} s to start, and its first job (one photo: Ray
-  Data's own actors start too) {r['first_job']['seconds']:.1f} s; `ferkit batch predict` on the
-  {s['photos']} photos with 2 workers took {r['batch_cli']['seconds']:.1f} s end to end as a command
+  Data's own actors start too) {r['first_job']['seconds']:.1f} s; {batch_cli}
   (`ferkit predict`: {r['best']['cli']['photos']['seconds']:.1f} s).
 - A worker's model: import and load of the Recognizer in a fresh process {r['model_load_s']:.2f} s.
 - The driver lists inputs at {r['listing_us_per_file']:.0f} us per file (`expand_inputs`).

@@ -13,19 +13,23 @@ crops for the end-to-end score (a missed face is wrong); then, for each model, s
 Writes benchmarks/results/real_faces_study.json; results/real-faces/experiments.md quotes it:
 
     .venv/bin/python benchmarks/real_faces_study.py runs/default-ferplus runs/large-ferplus
+    .venv/bin/python benchmarks/real_faces_study.py --smoke   # seconds: 2 models, 6 photos, 8 PublicTest
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import gzip
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
+from repo_support import add_smoke_args, results_dir
 
 from ferkit.data.labelled_photos import load_labelled_photos
 from ferkit.evaluate.metrics import compute_metrics
@@ -43,11 +47,43 @@ REPO = Path(__file__).resolve().parents[1]
 PRIOR_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 ZOOMS = (0.9, 0.95, 1.05, 1.1, 1.15)
 MULTI_CROP = [(z, d) for z in (0.95, 1.0, 1.05) for d in (-2, 0, 2)]  # each with its mirror image
+SMOKE_MODELS, SMOKE_PHOTOS = ["default", "paper"], 6
+# --smoke's rows per Usage: Training only gives the prior (and must hold one batch), PublicTest is scored
+SMOKE_ROWS = {b"Training": 256, b"PublicTest": 8, b"PrivateTest": 4}
 
 
-def pipeline_crops(expw: Path) -> dict[str, np.ndarray]:
-    """Classifier-alone crops of every labelled box, end-to-end crops (zeros where missed)."""
+def smoke_slice(csv_gz: Path, votes_gz: Path, folder: Path, rows: dict[bytes, int]) -> tuple[Path, Path]:
+    """--smoke: the first ``rows[usage]`` rows of each Usage of the challenge CSV and their FER+
+    votes (renumbered), written to ``folder``: real faces without parsing all 35,887 rows."""
+    want = dict(rows)
+    keep: dict[int, int] = {}  # row of the full CSV -> row of the slice
+    csv_out, votes_out = folder / "fer2013.csv", folder / "ferplus_votes.csv"
+    with gzip.open(csv_gz, "rb") as src, open(csv_out, "wb") as dst:
+        dst.write(src.readline())
+        for row, line in enumerate(src):
+            usage = line.rstrip().rsplit(b",", 1)[1]
+            if want.get(usage, 0) > 0:
+                want[usage] -= 1
+                keep[row] = len(keep)
+                dst.write(line)
+            if not any(want.values()):
+                break
+    with gzip.open(votes_gz, "rt") as src, open(votes_out, "w") as dst:
+        dst.write(src.readline())
+        for line in src:
+            row, rest = line.split(",", 1)
+            if int(row) in keep:
+                dst.write(f"{keep[int(row)]},{rest}")
+    return csv_out, votes_out
+
+
+def pipeline_crops(expw: Path, photos: int = 0) -> dict[str, np.ndarray]:
+    """Classifier-alone crops of every labelled box, end-to-end crops (zeros where missed); with
+    ``photos``, of that many photos spread over the set (labels.csv runs class by class)."""
     data = load_labelled_photos(expw)
+    if photos:
+        step = max(1, len(data.photos) // photos)
+        data = dataclasses.replace(data, photos=data.photos[::step][:photos])
     detector = Recognizer("default").detector
     alone, found_crops, labels, found = [], [], [], []
     for photo in data.photos:
@@ -128,17 +164,35 @@ def scores(p: dict[str, np.ndarray], crops: dict[str, np.ndarray], val) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     shared = Path(os.environ.get("FERKIT_SHARED", REPO.parent / "shared"))
-    parser.add_argument("models", nargs="+", help="shipped names, weights files or run folders")
+    parser.add_argument("models", nargs="*", help="shipped names, weights files or run folders")
     parser.add_argument("--shared", default=str(shared))
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "real_faces_study.json"))
+    parser.add_argument("--out", help="the JSON file to write (default: real_faces_study.json in the "
+                                      "results folder); with --smoke, only its name is kept")
+    add_smoke_args(parser)
     args = parser.parse_args()
+    if args.smoke:
+        args.models = SMOKE_MODELS
+        torch.set_num_threads(1)  # a few hundred faces: one thread is quicker on a shared machine
+    elif not args.models:
+        parser.error("give at least one model (a shipped name, a weights file or a run folder)")
     shared = Path(args.shared)
     csv_path = shared / "data" / "fer2013" / "fer2013.csv.gz"
-    splits = load_splits(load_config(None, ["labels=ferplus"]), csv_path)
+    votes_path = shared / "data" / "ferplus" / "ferplus_votes.csv.gz"
+    for needed in (csv_path, votes_path, shared / "data" / "expw-dev" / "labels.csv"):
+        if not needed.is_file():
+            raise SystemExit(f"{needed} not found: real_faces_study needs FER2013's CSV, the FER+ votes "
+                             "and ExpW-dev (--shared)")
+    name = Path(args.out).name if args.out else "real_faces_study.json"
+    out = Path(args.out) if args.out and not args.smoke else results_dir(args) / name
+    overrides = ["labels=ferplus"]
+    with tempfile.TemporaryDirectory(prefix="ferkit-real-faces-") as tmp:
+        if args.smoke:
+            csv_path, votes_path = smoke_slice(csv_path, votes_path, Path(tmp), SMOKE_ROWS)
+            overrides.append(f"ferplus_votes={votes_path}")
+        splits = load_splits(load_config(None, overrides), csv_path)
     prior = splits["train"].targets.mean(0)
-    crops = pipeline_crops(shared / "data" / "expw-dev")
-    default_out = str(REPO / "benchmarks" / "results" / "real_faces_study.json")
-    out_arg = [] if args.out == default_out else ["--out", args.out]
+    crops = pipeline_crops(shared / "data" / "expw-dev", SMOKE_PHOTOS if args.smoke else 0)
+    out_arg = ["--out", args.out] if args.out else []
     command = [".venv/bin/python benchmarks/real_faces_study.py", *args.models, *out_arg]
     result = {"command": " ".join(command),
               "prior": prior.round(4).tolist(), "expw_found": int(crops["found"].sum()),
@@ -152,7 +206,7 @@ def main() -> None:
         result["ensemble"] = {
             when: scores({k: mean[f"{when}/{k}"] for k in ("alone", "e2e", "public")}, crops, splits["val"])
             for when in ("single", "multi")}
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: result[k] for k in ("models", "ensemble") if k in result}, indent=1))
 
 

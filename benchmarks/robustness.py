@@ -15,6 +15,7 @@ column is skipped with the reason. Writes benchmarks/results/robustness.json, .m
 robustness_examples.png (one face under every condition):
 
     .venv/bin/python benchmarks/robustness.py
+    .venv/bin/python benchmarks/robustness.py --smoke   # seconds: `default` (+ normalised), 32 of 128 faces
 """
 
 from __future__ import annotations
@@ -28,9 +29,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from ablation import fer_slice
 from inference import concurrent_training, start_fer
+from repo_support import add_smoke_args, results_dir
 from timing import cpu_model
 
+from ferkit.data.ferplus import default_votes_path
 from ferkit.evaluate.robustness import (
     CORRUPTIONS,
     PARAMETERS,
@@ -47,7 +51,6 @@ from ferkit.runtime.backends import classify
 from ferkit.runtime.loader import load_classifier
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
 LABEL_SETS = {"ferplus": "FER+ majority labels", "fer2013": "FER2013's own labels"}
 # Faces corrupted by default: 41 sets of 1,200 faces through seven systems took 15 minutes on one
 # core of a 2 GHz AMD EPYC (AVX2) beside other jobs, where `default` classifies about 800 faces a
@@ -226,16 +229,28 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads per model")
     parser.add_argument("--faces", type=int, default=FACES,
                         help="PrivateTest faces to corrupt, a stratified sample (0: all 3,589)")
-    parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--out", dest="results_dir", type=Path, help="the same as --results-dir")
+    add_smoke_args(parser)
     args = parser.parse_args()
     start = time.perf_counter()
-    full = load_test_faces(args.data, args.votes)
-    faces = full.sample(args.faces, args.seed)
-    classifiers = dict(ferkit_classifier(m, args.threads) for m in args.models)
-    classifiers |= dict(ferkit_classifier(m, args.threads, normalise=True) for m in args.normalise)
-    fer = "--no-fer given" if args.no_fer else start_fer()
-    fer_info: dict = {}
+    if not Path(args.data).is_file():
+        sys.exit(f"{args.data} not found: the FER2013 challenge CSV is needed (--data or $FERKIT_SHARED)")
+    if not (args.votes or default_votes_path(args.data)):
+        sys.exit(f"no FER+ votes beside {args.data}: name the votes file (--votes)")
+    out = results_dir(args)
     with tempfile.TemporaryDirectory() as tmp:
+        if args.smoke:  # the first model (and it normalised), 32 of 128 PrivateTest faces
+            args.models, args.normalise, args.faces = args.models[:1], args.normalise[:1], 32
+            args.data = str(fer_slice(args.data, Path(tmp), 8, 8, 128, args.votes))
+            args.votes = None  # the slice's, beside it
+        full = load_test_faces(args.data, args.votes)
+        faces = full.sample(args.faces, args.seed)
+        classifiers = dict(ferkit_classifier(m, args.threads) for m in args.models)
+        classifiers |= dict(ferkit_classifier(m, args.threads, normalise=True) for m in args.normalise)
+        fer = "--no-fer given" if args.no_fer else start_fer()
+        if isinstance(fer, str):
+            print(f"fer skipped: {fer}", file=sys.stderr)
+        fer_info: dict = {}
         if not isinstance(fer, str):
             fer_info = fer.ask(task="info")
             classifiers[f"fer {fer_info['fer']} (TFLite)"] = fer_classifier(fer, Path(tmp))
@@ -263,8 +278,6 @@ def main() -> int:
         "seconds": round(time.perf_counter() - start, 1),
         "systems": systems,
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     (out / "robustness.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "robustness.md").write_text(markdown(result))
     figure(result, out / "robustness.png")

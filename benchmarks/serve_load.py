@@ -6,6 +6,7 @@ fixed time; reports requests/s, latency percentiles, errors, 5xx and dropped con
 bodies; every answer must be a 4xx with a JSON ``detail``, and /healthz must be fine afterwards.
 
     python benchmarks/serve_load.py --duration 20 --clients 32 --bad 300
+    python benchmarks/serve_load.py --smoke    # seconds: 2 s of load, 2 clients, 20 bad requests
 
 The clients run on the same machine as the server, so they share its CPUs.
 """
@@ -30,6 +31,7 @@ from typing import Any
 import httpx
 import repo_support  # noqa: F401  (tests/support on the path)
 from PIL import Image
+from repo_support import add_smoke_args, results_dir
 from support.launch import ServerProcess
 from support.malformed import BadRequest, malformed_requests
 
@@ -266,13 +268,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--max-upload-mb", type=float, default=10.0)
     p.add_argument("--note", default="", help="context recorded with the numbers (e.g. other load)")
-    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
-    return p.parse_args(argv)
+    p.add_argument("--out", dest="results_dir", type=Path, help="the same as --results-dir")
+    add_smoke_args(p)
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.duration, args.clients, args.bad = 2.0, 2, 20
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     image = args.image or SHARED / "data" / "photos" / "astronaut.png"
+    if not image.exists():
+        raise SystemExit(f"{image} not found: a face photo is needed (--image or $FERKIT_SHARED)")
+    out = results_dir(args)
     width, height = (int(v) for v in args.size.lower().split("x"))
     body = photo_jpeg(image, (width, height))
     max_upload = int(args.max_upload_mb * 1024 * 1024)
@@ -302,10 +311,9 @@ def main(argv: list[str] | None = None) -> int:
         "bad_input": bad,
         "server_log": server_log_problems(log),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "serve_load.json").write_text(json.dumps(result, indent=2) + "\n")
-    write_markdown(result, args.out / "serve_load.md")
-    print((args.out / "serve_load.md").read_text())
+    (out / "serve_load.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_markdown(result, out / "serve_load.md")
+    print((out / "serve_load.md").read_text())
     return 0 if bad["all_4xx_with_json_detail"] and load["status_5xx"] == 0 else 1
 
 

@@ -13,6 +13,7 @@ Runs alternate between the two installs, and which goes first alternates by roun
 work on the machine slows both alike; the ratios matter more than the times.
 
     python benchmarks/startup.py --rounds 5      # results in benchmarks/results/startup.{json,md}
+    python benchmarks/startup.py --smoke         # seconds: this tree in the running environment only
 
 The old install pins torch==2.13.0, whose CPU wheel this project's machines keep on disk (pip finds
 it through PIP_FIND_LINKS); the script stops if pip installed anything but a ``+cpu`` build.
@@ -36,18 +37,25 @@ import time
 import urllib.request
 from pathlib import Path
 
+from repo_support import add_smoke_args, results_dir
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FERKIT_SHARED", REPO.parent / "shared"))
-RESULTS = REPO / "benchmarks" / "results"
 PYTHON = os.environ.get("PYTHON", "python3")
 
 
-def build_venv(source: Path, folder: Path, extra_requirements: list[str]) -> Path:
-    """A fresh virtualenv with the wheel of ``source`` and its serve extra installed."""
+def build_wheel(source: Path, folder: Path) -> Path:
+    """The wheel of ``source``, built into ``folder``/dist."""
     dist = folder / "dist"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
                     "--wheel-dir", str(dist), str(source)], check=True, stderr=subprocess.DEVNULL)
     (wheel,) = dist.glob("ferkit-*.whl")
+    return wheel
+
+
+def build_venv(source: Path, folder: Path, extra_requirements: list[str]) -> Path:
+    """A fresh virtualenv with the wheel of ``source`` and its serve extra installed."""
+    wheel = build_wheel(source, folder)
     venv = folder / "venv"
     subprocess.run([PYTHON, "-m", "venv", str(venv)], check=True)
     subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", *extra_requirements, f"{wheel}[serve]"],
@@ -151,26 +159,46 @@ def main() -> int:
     parser.add_argument("--photo", type=Path, default=SHARED / "data" / "photos" / "astronaut.png")
     parser.add_argument("--keep", type=Path,
                         help="build the virtualenvs here and keep them (a later run reuses what is there)")
+    add_smoke_args(parser)
     args = parser.parse_args()
+    if not args.photo.exists():
+        raise SystemExit(f"{args.photo} not found: the astronaut photo is needed (--photo or $FERKIT_SHARED)")
+    out = results_dir(args)
+    if args.smoke:
+        args.rounds, args.keep = 1, None
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="ferkit-startup-"))
     work.mkdir(parents=True, exist_ok=True)
+    # What "cold" drops from the page cache: each built virtualenv; with --smoke, this tree's package
+    # only (the running environment is shared with other work, whose cache it would empty).
+    cold = {}
     try:
         installs = {}
-        print(f"building the virtualenvs in {work} ...", file=sys.stderr, flush=True)
-        old_src = work / "old-src"
-        if not old_src.exists():
-            source_at(args.old, old_src)
-        for name, source, extra in (("old", old_src, ["torch==2.13.0"]), ("new", REPO, [])):
-            venv = work / name / "venv"
-            if not venv.exists():
-                build_venv(source, work / name, extra)
-            installs[name] = venv
-        torch_old = version_of(installs["old"], "torch")
-        if not torch_old or "+cpu" not in torch_old:
-            raise SystemExit(f"the old install has torch {torch_old}, not a CPU build: stopping")
-        if version_of(installs["new"], "torch"):
-            raise SystemExit("the new install has torch: the runtime must not")
+        if args.smoke:
+            # Installing wheels into fresh virtualenvs takes minutes: smoke extracts the old commit
+            # and builds this tree's wheel, then times this tree as installed in the running
+            # environment, with no comparison.
+            source_at(args.old, work / "old-src")
+            wheel = build_wheel(REPO, work / "new")
+            print(f"smoke: built {wheel.name} ({wheel.stat().st_size / 1e6:.1f} MB), no virtualenv, "
+                  f"no old install; timing this tree in {sys.prefix}", file=sys.stderr, flush=True)
+            installs["new"] = Path(sys.prefix)
+            cold["new"] = REPO / "ferkit"
+        else:
+            print(f"building the virtualenvs in {work} ...", file=sys.stderr, flush=True)
+            old_src = work / "old-src"
+            if not old_src.exists():
+                source_at(args.old, old_src)
+            for name, source, extra in (("old", old_src, ["torch==2.13.0"]), ("new", REPO, [])):
+                venv = work / name / "venv"
+                if not venv.exists():
+                    build_venv(source, work / name, extra)
+                installs[name] = cold[name] = venv
+            torch_old = version_of(installs["old"], "torch")
+            if not torch_old or "+cpu" not in torch_old:
+                raise SystemExit(f"the old install has torch {torch_old}, not a CPU build: stopping")
+            if version_of(installs["new"], "torch"):
+                raise SystemExit("the new install has torch: the runtime must not")
         packages = ("torch", "onnxruntime", "opencv-python-headless", "numpy", "pillow", "fastapi")
         versions = {name: {p: version_of(v, p) for p in packages} for name, v in installs.items()}
         sizes = {name: disk_usage(v) for name, v in installs.items()}
@@ -180,10 +208,10 @@ def main() -> int:
             name: {k: [] for k in ("predict_cold", "predict_warm", "serve_cold", "serve_warm")}
             for name in installs}
         for r in range(args.rounds):
-            order = ["old", "new"] if r % 2 == 0 else ["new", "old"]
+            order = [n for n in (["old", "new"] if r % 2 == 0 else ["new", "old"]) if n in installs]
             for kind, measure in (("predict", time_predict), ("serve", time_serve)):
                 for name in order:
-                    evict(installs[name])
+                    evict(cold[name])
                     times[name][f"{kind}_cold"].append(measure(installs[name], args.photo, cwd))
                     times[name][f"{kind}_warm"].append(measure(installs[name], args.photo, cwd))
             print(f"round {r + 1}/{args.rounds}: " + ", ".join(
@@ -195,7 +223,8 @@ def main() -> int:
             shutil.rmtree(work, ignore_errors=True)
 
     stats = {name: {k: summary(v) for k, v in t.items()} for name, t in times.items()}
-    ratios = {k: stats["new"][k]["median"] / stats["old"][k]["median"] for k in times["new"]}
+    ratios = ({k: stats["new"][k]["median"] / stats["old"][k]["median"] for k in times["new"]}
+              if "old" in stats else {})
     result = {
         "command": "python benchmarks/startup.py " + " ".join(sys.argv[1:]),
         "when": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.processor() or platform.machine()}, "
@@ -203,9 +232,12 @@ def main() -> int:
         "venv_bytes": sizes, "versions": versions, "seconds": times, "stats": stats,
         "ratio_new_to_old": ratios,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "startup.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "startup.md").write_text(render(result))
+    if args.smoke:
+        result["smoke"] = (f"{args.old} extracted and this tree's wheel built, neither installed: 'new' "
+                           f"is this tree as installed in {sys.prefix}, and its cold runs drop only the "
+                           "ferkit package from the page cache; no 'old'")
+    (out / "startup.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "startup.md").write_text(render(result))
     print(render(result))
     return 0
 
@@ -217,25 +249,30 @@ def _spread(stats: dict[str, float]) -> str:
 def render(r: dict) -> str:
     mb = {k: v / 1e6 for k, v in r["venv_bytes"].items()}
     s, q = r["stats"], r["ratio_new_to_old"]
+    old_mb, size_ratio = ((f"{mb['old']:,.0f} MB", f"{mb['new'] / mb['old']:.2f}") if "old" in mb
+                          else ("not built", "-"))
     lines = [
         f"# Install size and start-up: ferkit at {r['old']} against the runtime install", "",
         f"`{r['command']}`, {r['when']}, {r['machine']}; {r['rounds']} rounds, the two installs "
         "alternating. Each is a fresh virtualenv with the ferkit wheel and its `serve` extra (pip, "
         "setuptools and compiled bytecode included).", "",
         "| | old (PyTorch in every install) | new (runtime) | new / old |", "| --- | --- | --- | --- |",
-        f"| virtualenv on disk | {mb['old']:,.0f} MB | {mb['new']:,.0f} MB | {mb['new'] / mb['old']:.2f} |",
+        f"| virtualenv on disk | {old_mb} | {mb['new']:,.0f} MB | {size_ratio} |",
     ]
     labels = {"predict_cold": "`ferkit predict astronaut.png --json`, cold", "predict_warm": "the same, warm",
               "serve_cold": "`ferkit serve` spawn to /healthz, cold", "serve_warm": "the same, warm"}
     for key, label in labels.items():
-        old, new = s["old"][key], s["new"][key]
-        lines.append(f"| {label}: median (min-max) | {_spread(old)} | {_spread(new)} | {q[key]:.2f} |")
+        old = _spread(s["old"][key]) if "old" in s else "not built"
+        ratio = f"{q[key]:.2f}" if key in q else "-"
+        lines.append(f"| {label}: median (min-max) | {old} | {_spread(s['new'][key])} | {ratio} |")
     versions = "; ".join(f"{name}: " + ", ".join(f"{p} {v}" for p, v in vs.items() if v)
                          for name, vs in r["versions"].items())
     lines += ["", "Cold: every file of the virtualenv dropped from the page cache before the run "
               "(`posix_fadvise(DONTNEED)`); the interpreter's standard library, shared by both, stays "
               "cached. Warm: the same command again at once. MB = 10^6 bytes.", "",
               f"Versions installed: {versions}.", ""]
+    if "smoke" in r:
+        lines += [f"Smoke run: {r['smoke']}.", ""]
     return "\n".join(lines)
 
 

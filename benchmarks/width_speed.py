@@ -9,18 +9,25 @@ faces), alternating window by window with fer's TFLite and Keras models so that 
 same machine load. Writes benchmarks/results/width_speed.json and .md.
 
     python benchmarks/width_speed.py
+    python benchmarks/width_speed.py --smoke   # seconds: width 0.5 only, 1 round of short windows
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import torch
-from inference import RESULTS, THREADS, rate_stats, start_fer
+from ablation import fer_slice
+from inference import THREADS, rate_stats, start_fer
+from repo_support import add_smoke_args, results_dir
 from timing import window_rate
 
 from ferkit.models import create_model
@@ -36,12 +43,14 @@ WIDTHS = {  # name: (stem, stage widths); "1.0" is configs/paper-wide.toml, "0.5
     "0.5": ((16, 32), (64, 128, 256)),
 }
 BATCH = 64
+SMOKE_WIDTHS = ("0.5",)
 
 
-def graphs(calibration: np.ndarray) -> dict[str, dict]:
-    """Float and int8 sessions plus the cost of the paper network at each width."""
+def graphs(calibration: np.ndarray, names: tuple[str, ...] = tuple(WIDTHS)) -> dict[str, dict]:
+    """Float and int8 sessions plus the cost of the paper network at each width in ``names``."""
     out = {}
-    for name, (stem, widths) in WIDTHS.items():
+    for name in names:
+        stem, widths = WIDTHS[name]
         torch.manual_seed(0)
         model = create_model("paper_net", stem=list(stem), widths=list(widths)).eval()
         graph = onnx_bytes(model)
@@ -54,13 +63,23 @@ def graphs(calibration: np.ndarray) -> dict[str, dict]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default="../shared/data/fer2013/fer2013.csv.gz", help="calibration faces")
+    ap.add_argument("--data", default=os.environ.get("FERKIT_SHARED", "../shared")
+                    + "/data/fer2013/fer2013.csv.gz", help="calibration faces")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--window", type=float, default=0.6, help="seconds per timed window")
+    add_smoke_args(ap)
     args = ap.parse_args()
-    faces = calibration_faces(args.data, n=500)
-    nets = graphs(faces)
+    if not Path(args.data).exists():
+        sys.exit(f"{args.data} not found: FER2013's training faces calibrate the int8 graphs (--data)")
+    out = results_dir(args)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.smoke:  # 80 Training faces (the 72 that the canonical split trains on calibrate)
+            args.data, args.rounds, args.window = str(fer_slice(args.data, Path(tmp), 80, 0, 0)), 1, 0.05
+        faces = calibration_faces(args.data, n=500)
+    nets = graphs(faces, SMOKE_WIDTHS if args.smoke else tuple(WIDTHS))
     fer = start_fer()
+    if isinstance(fer, str):
+        print(f"fer skipped: {fer}", file=sys.stderr)
     crops = faces[:BATCH]
     rates: dict[str, list[float]] = {}
     for _ in range(args.rounds):
@@ -85,9 +104,8 @@ def main() -> int:
     }
     if not isinstance(fer, str):
         fer.close()
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "width_speed.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "width_speed.md").write_text(markdown(result))
+    (out / "width_speed.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "width_speed.md").write_text(markdown(result))
     print(markdown(result))
     return 0
 

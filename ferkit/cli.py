@@ -66,6 +66,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from ferkit.evaluate.crops import evaluate_model
     from ferkit.evaluate.metrics import format_metrics
 
+    check_output("--figures", args.figures, folder=True)
     if is_labelled_photos(args.data):
         return _eval_labelled_photos(args)
     if args.detector or args.quiet:
@@ -73,7 +74,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                           "(a folder with labels.csv and images/)")
     m = evaluate_model(args.model, args.data, args.split, args.protocol, args.split_seed, args.tta,
                        args.exclude_train_duplicates, args.ferplus, args.backend,
-                       calibrated=not args.uncalibrated)
+                       calibrated=not args.uncalibrated, prior=args.prior)
+    scored = {"fer2013": m} | ({"ferplus": m["ferplus"]} if "ferplus" in m else {})
+    write_confusion_figures(args.figures, scored, f"{m['model']} on {m['split']}")
     if args.json:
         print(json.dumps(m))
     else:
@@ -104,6 +107,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                    help="FER+ votes file for the second score (default: ../ferplus/ferplus_votes.csv.gz "
                         "beside the data folder; '' skips it)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--figures", metavar="DIR",
+                   help="write a confusion-matrix figure per label set (confusion_*.png) into DIR")
     p.add_argument("--uncalibrated", action="store_true",
                    help="score the network's own probabilities, without the model card's temperature")
     _add_backend_option(p)
@@ -146,7 +151,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("calibrate", help="fit the temperature and 'uncertain' threshold on FER+ PublicTest")
-    _add_model_option(p)
+    _add_model_option(p, prior=False)
     p.add_argument("--data", required=True,
                    help="the FER2013 challenge CSV(.gz) (PublicTest and PrivateTest)")
     p.add_argument("--ferplus", metavar="VOTES",
@@ -176,9 +181,26 @@ def _eval_labelled_photos(args: argparse.Namespace) -> int:
         raise FerkitError(f"{', '.join(unused)}: not for labelled photos ({args.data} has labels.csv "
                           "and no splits; every labelled face is scored)")
     m = evaluate_labelled_photos(args.model, args.data, detector=args.detector, backend=args.backend,
-                                 tta=args.tta, progress=not args.quiet, calibrated=not args.uncalibrated)
+                                 tta=args.tta, progress=not args.quiet, calibrated=not args.uncalibrated,
+                                 prior=args.prior)
     print(json.dumps(m) if args.json else format_photo_metrics(m))
+    write_confusion_figures(args.figures, {"classifier": m["classifier"], "end_to_end": m["end_to_end"]},
+                            f"{m['model']} on {Path(args.data).name}")
     return 0
+
+
+def write_confusion_figures(folder: str | None, scored: dict[str, dict], title: str) -> None:
+    """``confusion_<name>.png`` in ``folder`` (created) for each set of metrics; nothing without
+    ``--figures``."""
+    if not folder:
+        return
+    from ferkit.figures import confusion_matrix
+
+    Path(folder).mkdir(exist_ok=True)
+    for name, metrics in scored.items():
+        path = confusion_matrix(metrics["confusion_matrix"], Path(folder) / f"confusion_{name}.png",
+                                f"{title}: {name.replace('_', ' ')}")
+        print(f"wrote {path}", file=sys.stderr)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -259,7 +281,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from ferkit.serve.server import run_server
 
     hosts = [h.strip() for h in args.allowed_hosts.split(",") if h.strip()] if args.allowed_hosts else None
-    run_server(host=args.host, port=args.port, model=args.model, workers=args.workers,
+    run_server(host=args.host, port=args.port, model=args.model, prior=args.prior, workers=args.workers,
                max_upload_mb=args.max_upload_mb, detector=args.detector, api_key=args.api_key,
                allowed_hosts=hosts, max_connections=args.max_connections,
                header_timeout=args.header_timeout, body_timeout=args.body_timeout)
@@ -295,10 +317,15 @@ def _add_detector_option(p: argparse.ArgumentParser) -> None:
                         "Haar cascade (absent from OpenCV 5)")
 
 
-def _add_model_option(p: argparse.ArgumentParser) -> None:
+def _add_model_option(p: argparse.ArgumentParser, prior: bool = True) -> None:
     p.add_argument("--model", default="default",
                    help="shipped model name (`ferkit model list`), .safetensors file, run folder or .onnx "
                         "graph from `ferkit export`")
+    if prior:
+        p.add_argument("--prior", default="natural", metavar="PRIOR",
+                       help="how common each expression is taken to be: natural (the training data's "
+                            "frequencies; default), balanced (all equal: studies, posed faces, "
+                            "benchmarks) or shares such as happy=0.4,neutral=0.4")
 
 
 def check_output(option: str, path: str | None, *, folder: bool = False) -> None:
@@ -331,7 +358,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     check_output("--annotate", args.annotate, folder=True)
     detector = None if args.no_detect else args.detector
-    recognizer = Recognizer(args.model, detector=detector, backend=args.backend)
+    recognizer = Recognizer(args.model, detector=detector, backend=args.backend, prior=args.prior)
     return predict_paths(args.paths, recognizer, fmt=args.format, annotate_dir=args.annotate,
                          detect=not args.no_detect, explain=args.explain)
 
@@ -360,7 +387,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
     check_output("--out", args.out, folder=True)
     detector = None if args.no_detect else args.detector
-    recognizer = Recognizer(args.model, detector=detector, backend=args.backend)
+    recognizer = Recognizer(args.model, detector=detector, backend=args.backend, prior=args.prior)
     return explain_paths(args.paths, recognizer, args.out, detect=not args.no_detect)
 
 
@@ -385,7 +412,7 @@ def _cmd_video(args: argparse.Namespace) -> int:
     for option, path in (("--out", args.out), ("--csv", args.csv), ("--plot", args.plot)):
         check_output(option, path)
     detector = make_detector(args.detector, max_side=DETECT_SIDE)
-    recognizer = Recognizer(args.model, detector=detector, backend=args.backend)
+    recognizer = Recognizer(args.model, detector=detector, backend=args.backend, prior=args.prior)
     source = args.camera if args.camera is not None else args.input
     summary = analyse_video(source, recognizer, out=args.out, csv_path=args.csv, plot=args.plot,
                             every=args.every, progress=not args.quiet)
@@ -452,7 +479,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         options = {"detector": None if args.no_detect else args.detector, "detect": not args.no_detect}
     return run_batch(args.batch_command, args.paths, args.out, fmt=args.format, address=args.address,
                      workers=args.workers, cpus_per_worker=args.cpus_per_worker, progress=not args.quiet,
-                     model=args.model, **options)
+                     model=args.model, prior=args.prior, **options)
 
 
 def _add_batch(sub: argparse._SubParsersAction) -> None:

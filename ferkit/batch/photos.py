@@ -26,6 +26,7 @@ from ferkit.errors import FerkitError, ImageError
 from ferkit.inference.detect import make_detector
 from ferkit.inference.files import CHUNK, CSV_FIELDS, error_row, expand_inputs, face_rows
 from ferkit.runtime.loader import runnable
+from ferkit.runtime.prior import parse_prior
 
 if TYPE_CHECKING:
     from ferkit.inference.recognizer import FoundFaces
@@ -43,11 +44,13 @@ def predict_dataset(
     workers: int | None = None,
     cpus_per_worker: float = 1,
     batch_size: int = CHUNK,
+    prior: str = "natural",
 ) -> ray.data.Dataset:
     """A lazy Dataset of ``ferkit predict --csv`` rows for files, folders and globs (a folder's
     skipped entries are said on stderr). ``workers``: actors, default as many as the cluster's
     CPUs hold at ``cpus_per_worker`` each. Nothing runs until the dataset is consumed."""
     runnable(model, "onnx")  # an unknown model is a one-line error here, not one per worker
+    parse_prior(prior)
     make_detector(detector if detect else None)
     listed = [{"source": i.path, "path": os.path.abspath(i.path), "error": i.error or None}
               for i in expand_inputs([paths] if isinstance(paths, str) else list(paths))]
@@ -63,7 +66,7 @@ def predict_dataset(
         PhotoPredictor, batch_format="pyarrow", batch_size=size, compute=pool(min(n, blocks)),
         num_cpus=cpus_per_worker,
         fn_constructor_kwargs={"model": model_for_workers(model), "detector": detector if detect else None,
-                               "cpus": cpus_per_worker})
+                               "cpus": cpus_per_worker, "prior": prior})
 
 
 def read_files(batch: pa.Table) -> pa.Table:
@@ -88,11 +91,11 @@ def _read_one(row: dict[str, Any]) -> dict[str, Any]:
 class PhotoPredictor:
     """The detect-and-classify stage: one per worker actor, one Recognizer loaded once."""
 
-    def __init__(self, model: str, detector: str | None, cpus: float) -> None:
+    def __init__(self, model: str, detector: str | None, cpus: float, prior: str = "natural") -> None:
         from ferkit.inference.recognizer import Recognizer
 
         self.detect = detector is not None
-        self.recognizer = Recognizer(model, detector=detector, threads=setup_worker(cpus))
+        self.recognizer = Recognizer(model, detector=detector, threads=setup_worker(cpus), prior=prior)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         items = batch.to_pylist()

@@ -46,6 +46,7 @@ from ferkit.inference.video import (
     record_row,
 )
 from ferkit.runtime.loader import runnable
+from ferkit.runtime.prior import parse_prior
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv"})
 FRAMES_PER_RANGE = 600  # 20 s of 30 fps video: a few seconds of work, against one seek
@@ -64,6 +65,7 @@ def video_dataset(
     frames_per_range: int = FRAMES_PER_RANGE,
     workers: int | None = None,
     cpus_per_worker: float = 1,
+    prior: str = "natural",
 ) -> ray.data.Dataset:
     """A lazy Dataset of ``ferkit video --csv`` rows, each with its video's ``source`` (and an
     ``error`` column for videos that cannot be read), for video files, folders and globs."""
@@ -72,6 +74,7 @@ def video_dataset(
     if frames_per_range < 1:
         raise FerkitError("--frames-per-range must be at least 1")
     runnable(model, "onnx")
+    parse_prior(prior)
     make_detector(detector)
     ranges = [r for source, error in expand_videos([paths] if isinstance(paths, str) else paths)
               for r in plan_ranges(source, error, frames_per_range)]
@@ -83,7 +86,7 @@ def video_dataset(
         RangeAnalyser, batch_format="pyarrow", batch_size=1, compute=pool(min(n, len(ranges))),
         num_cpus=cpus_per_worker,
         fn_constructor_kwargs={"model": model_for_workers(model), "detector": detector, "every": every,
-                               "cpus": cpus_per_worker})
+                               "cpus": cpus_per_worker, "prior": prior})
     ds.context.shuffle_strategy = "sort_shuffle_pull_based"  # tasks: no shuffle actors holding CPUs
     return ds.groupby("source").map_groups(stitch_video, batch_format="pyarrow", fn_kwargs={"every": every})
 
@@ -131,13 +134,13 @@ class RangeAnalyser:
     """The analysis stage: one per worker actor, one Recognizer (with ``ferkit video``'s detector
     settings) loaded once; one frame range per call."""
 
-    def __init__(self, model: str, detector: str, every: int, cpus: float) -> None:
+    def __init__(self, model: str, detector: str, every: int, cpus: float, prior: str = "natural") -> None:
         from ferkit.inference.recognizer import Recognizer
 
         threads = setup_worker(cpus)
         self.every = every
         self.recognizer = Recognizer(model, detector=make_detector(detector, max_side=DETECT_SIDE),
-                                     threads=threads)
+                                     threads=threads, prior=prior)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows: list[dict[str, Any]] = []

@@ -21,7 +21,7 @@ from ferkit.runtime.loader import load_classifier, temperature_of, uncertain_bel
 def evaluate_model(
     model: str | os.PathLike | None, data_path: str, split: str = "test", protocol: str = "canonical",
     split_seed: int = 0, tta: bool = False, exclude_train_duplicates: bool = False,
-    ferplus: str | None = None, backend: str = "onnx", calibrated: bool = True,
+    ferplus: str | None = None, backend: str = "onnx", calibrated: bool = True, prior: str = "natural",
 ) -> dict[str, Any]:
     """Metrics of a model reference on a data set's split, through ``backend``.
 
@@ -33,7 +33,7 @@ def evaluate_model(
     reliability bins and what the card's "uncertain" flag marks; ``calibrated=False`` measures the
     network's own probabilities, without the card's temperature.
     """
-    runner, card = load_classifier(model, backend, calibrated=calibrated)
+    runner, card = load_classifier(model, backend, calibrated=calibrated, prior=prior)
     threshold = uncertain_below(card) if calibrated else 0.0
     data = load_data(data_path)
     if (data.usage == OTHER).all():

@@ -53,6 +53,11 @@ def _metrics(y_true: np.ndarray, y_pred: np.ndarray, count_misses: bool) -> dict
         "n": n,
         "accuracy": float(tp.sum() / n) if n else 0.0,
         "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+        # The mean recall over present classes: accuracy as if every class were equally common.
+        "balanced_accuracy": float(recall[present].mean()) if present.any() else 0.0,
+        "worst_recall": float(recall[present].min()) if present.any() else 0.0,
+        "worst_class": CLASSES[int(np.flatnonzero(present)[recall[present].argmin()])]
+        if present.any() else "",
         "per_class": per_class,
         "confusion_matrix": found.tolist(),
     }
@@ -72,7 +77,9 @@ def calibration_line(c: dict[str, Any]) -> str:
 
 def format_metrics(m: dict[str, Any]) -> str:
     """A human-readable table of the metrics."""
-    lines = [f"accuracy  {m['accuracy']:.4f}   macro-F1 {m['macro_f1']:.4f}   n={m['n']}"]
+    lines = [f"accuracy  {m['accuracy']:.4f}   macro-F1 {m['macro_f1']:.4f}   balanced accuracy "
+             f"{m['balanced_accuracy']:.4f}   worst recall {m['worst_recall']:.4f} ({m['worst_class']})   "
+             f"n={m['n']}"]
     if "calibration" in m:
         lines.append(calibration_line(m["calibration"]))
     lines.append("")

@@ -130,11 +130,12 @@ def evaluate_photos(
 def evaluate_labelled_photos(
     model: str | os.PathLike, data_path: str | Path, detector: str | None = None,
     backend: str = "onnx", tta: bool = False, progress: bool = True, calibrated: bool = True,
+    prior: str = "natural",
 ) -> dict[str, Any]:
     """Load the photos' labels and a Recognizer (``detector`` None: its default), then evaluate."""
     data = load_labelled_photos(data_path)  # before the model: a bad file fails fast
     kwargs: dict[str, Any] = {} if detector is None else {"detector": detector}
-    recognizer = Recognizer(model, backend=backend, calibrated=calibrated, **kwargs)
+    recognizer = Recognizer(model, backend=backend, calibrated=calibrated, prior=prior, **kwargs)
     return evaluate_photos(recognizer, data, tta=tta, progress=progress)
 
 

@@ -43,6 +43,8 @@ class Recognizer:
     classified at once, one thread each, by default the cores up to 8; for torch, its intra-op
     threads (None keeps torch's setting). ``calibrated``: probabilities through the temperature
     of the model card (the default; False gives the network's own, to measure calibration).
+    ``prior``: how common each expression is taken to be: "natural" (the training data's
+    frequencies), "balanced" (all equal), or "happy=0.4,neutral=0.4,..." (:mod:`ferkit.runtime.prior`).
     Faces whose top probability is under the card's threshold come back ``uncertain``.
     """
 
@@ -53,10 +55,12 @@ class Recognizer:
         backend: str = "onnx",
         threads: int | None = None,
         calibrated: bool = True,
+        prior: str | np.ndarray = "natural",
     ) -> None:
         self.detector = make_detector(detector)
         self.backend_name = backend
-        self._backend, self.card = load_classifier(model, backend, threads, calibrated)
+        self._backend, self.card = load_classifier(model, backend, threads, calibrated, prior)
+        self.prior: str = self.card["prior_used"]
         self.model_name: str = str(self.card["name"])
         self.uncertain_below = uncertain_below(self.card) if calibrated else 0.0
 

@@ -15,6 +15,7 @@ from ferkit.models.store import ModelRef, file_sha256, read_card, resolve
 from ferkit.runtime.backends import BACKENDS, Backend, Calibrated
 from ferkit.runtime.graph import WEIGHTS_KEY, card_from_metadata
 from ferkit.runtime.onnx_backend import OnnxBackend
+from ferkit.runtime.prior import Prior, PriorShifted, describe, parse_prior, prior_weights
 
 
 def temperature_of(card: dict[str, Any]) -> float:
@@ -29,16 +30,21 @@ def uncertain_below(card: dict[str, Any]) -> float:
 
 def load_classifier(
     model: str | os.PathLike | None = None, backend: str = "onnx", threads: int | None = None,
-    calibrated: bool = True,
+    calibrated: bool = True, prior: Prior = "natural",
 ) -> tuple[Backend, dict[str, Any]]:
     """(backend, card) for a model reference (:func:`ferkit.models.store.resolve`); the card's
     ``name`` is what results call the model. With ``calibrated`` (always, except to measure the
-    calibration itself) the probabilities pass through the card's temperature."""
+    calibration itself) the probabilities pass through the card's temperature; then they move to
+    the class ``prior`` (:mod:`ferkit.runtime.prior`), which the card's ``prior_used`` records."""
+    prior = parse_prior(prior)
     runner, card = _load_backend(model, backend, threads)
     temperature = temperature_of(card)
     if calibrated and temperature != 1.0:
         runner = Calibrated(runner, temperature)
-    return runner, card
+    weights = prior_weights(card, prior)
+    if weights is not None:
+        runner = PriorShifted(runner, weights)
+    return runner, {**card, "prior_used": describe(prior)}
 
 
 def _load_backend(model: str | os.PathLike | None, backend: str,

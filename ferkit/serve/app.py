@@ -99,12 +99,12 @@ _BATCH_BODY = {"requestBody": {"required": True, "content": {
 def create_app(model: str = "default", max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
                max_batch_files: int = DEFAULT_MAX_BATCH_FILES, threads: int | None = None,
                detector: str = "yunet", api_key: str = "",
-               allowed_hosts: Sequence[str] = ("*",)) -> FastAPI:
+               allowed_hosts: Sequence[str] = ("*",), prior: str = "natural") -> FastAPI:
     """Build the app; the model loads at startup so the first request does not pay for it.
 
     ``api_key``: required on ``/v1/...`` when set. ``allowed_hosts``: Host header names served
     ("*": any; "*.example.org": any subdomain)."""
-    engine = Engine(model, threads=threads, detector=detector)
+    engine = Engine(model, threads=threads, detector=detector, prior=prior)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -137,7 +137,8 @@ def app_from_env() -> FastAPI:
                       max_upload_bytes=int(env.get("FERKIT_SERVE_MAX_UPLOAD_BYTES",
                                                    DEFAULT_MAX_UPLOAD_BYTES)),
                       threads=threads, detector=env.get("FERKIT_SERVE_DETECTOR", "yunet"),
-                      api_key=env.get("FERKIT_API_KEY", ""), allowed_hosts=hosts or ["*"])
+                      api_key=env.get("FERKIT_API_KEY", ""), allowed_hosts=hosts or ["*"],
+                      prior=env.get("FERKIT_SERVE_PRIOR", "natural"))
 
 
 def _body_limit(path: str, max_upload_bytes: int, max_batch_files: int) -> BodyLimit:

@@ -19,6 +19,7 @@ import numpy as np
 from ferkit.imageio import load_image_within
 from ferkit.inference.types import Prediction, prediction_json
 from ferkit.runtime.loader import runnable
+from ferkit.runtime.prior import parse_prior
 
 if TYPE_CHECKING:
     from ferkit.inference.recognizer import Recognizer
@@ -51,8 +52,10 @@ class Upload:
 class Engine:
     """Owns the process's Recognizer and the limiters that guard it."""
 
-    def __init__(self, model: str = "default", threads: int | None = None, detector: str = "yunet") -> None:
+    def __init__(self, model: str = "default", threads: int | None = None, detector: str = "yunet",
+                 prior: str = "natural") -> None:
         runnable(model)  # fail as the app is built, in one line, not when the model loads
+        self.prior = parse_prior(prior)
         self.model = model
         self.detector = detector
         self.model_name = ""  # the Recognizer's own name for it, once loaded
@@ -69,7 +72,7 @@ class Engine:
         # (benchmarks/results/inference.md), and its chunked runs hold up beside other busy
         # processes (benchmarks/results/onnx_threading_busy2.md).
         self._recognizer = Recognizer(model=self.model, detector=self.detector, backend="onnx",
-                                      threads=self.threads)
+                                      threads=self.threads, prior=self.prior)
         self.model_name = self._recognizer.model_name
 
     async def start(self) -> None:

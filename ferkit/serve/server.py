@@ -10,6 +10,7 @@ from ferkit.cpu import available_cores
 from ferkit.errors import FerkitError, require
 from ferkit.inference.detect import make_detector
 from ferkit.runtime.loader import runnable
+from ferkit.runtime.prior import parse_prior
 
 SERVE_MODULES = ("fastapi", "uvicorn", "python_multipart")  # the serve extra
 
@@ -35,7 +36,8 @@ def raise_open_file_limit(wanted: int) -> int:
     return soft
 
 
-def run_server(host: str = "127.0.0.1", port: int = 8000, model: str = "default", workers: int = 1,
+def run_server(host: str = "127.0.0.1", port: int = 8000, model: str = "default", prior: str = "natural",
+               workers: int = 1,
                max_upload_mb: float = 10.0, log_level: str = "info", detector: str = "yunet",
                api_key: str | None = None, allowed_hosts: list[str] | None = None,
                max_connections: int = DEFAULT_MAX_CONNECTIONS, header_timeout: float = 10.0,
@@ -56,6 +58,7 @@ def run_server(host: str = "127.0.0.1", port: int = 8000, model: str = "default"
         raise FerkitError("--header-timeout and --body-timeout must be positive (seconds)")
     require("ferkit serve", *SERVE_MODULES)
     runnable(model)  # an unknown or unrunnable model fails here in one line, not in each worker
+    parse_prior(prior)
     make_detector(detector)  # so does a detector this OpenCV cannot run (Haar on OpenCV 5)
     import uvicorn
 
@@ -73,6 +76,7 @@ def run_server(host: str = "127.0.0.1", port: int = 8000, model: str = "default"
     os.environ["FERKIT_SERVE_HEADER_TIMEOUT"] = str(header_timeout)
     os.environ["FERKIT_SERVE_BODY_TIMEOUT"] = str(body_timeout)
     os.environ["FERKIT_SERVE_MODEL"] = model
+    os.environ["FERKIT_SERVE_PRIOR"] = prior
     os.environ["FERKIT_SERVE_DETECTOR"] = detector
     os.environ["FERKIT_SERVE_MAX_UPLOAD_BYTES"] = str(int(max_upload_mb * MB))
     os.environ["FERKIT_SERVE_THREADS"] = str(worker_threads(workers)) if workers > 1 else "0"
