@@ -128,8 +128,19 @@ def summary_row(name: str, expw: dict, recall: dict[str, float], ms: list[float]
             "expw_end_to_end_macro_f1": expw["end_to_end"]["macro_f1"],
             "expw_classifier_accuracy": expw["classifier"]["accuracy"],
             "expw_classifier_macro_f1": expw["classifier"]["macro_f1"],
+            "expw_end_to_end_recall": {c: v["recall"] for c, v in expw["end_to_end"]["per_class"].items()},
+            "expw_end_to_end_worst": min((v["recall"], c) for c, v in expw["end_to_end"]["per_class"].items()
+                                         if v["support"]),
             "wider_recall": recall, "wider_ms_per_photo_median": float(np.median(ms)),
             "wider_ms_per_photo_mean": float(np.mean(ms))}
+
+
+def worst(row: dict) -> str:
+    """The lowest end-to-end recall and its class (rows from before it was recorded: '-')."""
+    if "expw_end_to_end_worst" not in row:
+        return "-"
+    recall, name = row["expw_end_to_end_worst"]
+    return f"{recall:.2f} ({name})"
 
 
 def write_markdown(result: dict, path: Path) -> None:
@@ -147,17 +158,23 @@ def write_markdown(result: dict, path: Path) -> None:
         "classifier alone: each labelled box cropped by the system's own crop. WIDER-200: recall at IoU "
         ">= 0.5 by the face's longer side in the 416x416 photo; ms: median per photo, detection + crops "
         "+ classification.", "",
-        "| system | ExpW found | end to end acc | end to end macro-F1 | classifier acc | classifier macro-F1 "
-        "| WIDER <16 | 16-32 | 32-64 | >=64 | ms/photo |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| system | ExpW found | end to end acc | end to end macro-F1 | worst class recall | classifier acc "
+        "| classifier macro-F1 | WIDER <16 | 16-32 | 32-64 | >=64 | ms/photo |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         w = r["wider_recall"]
         lines.append(
             f"| {r['system']} | {r['expw_found_rate']:.1%} | {r['expw_end_to_end_accuracy']:.1%} | "
-            f"{r['expw_end_to_end_macro_f1']:.3f} | {r['expw_classifier_accuracy']:.1%} | "
+            f"{r['expw_end_to_end_macro_f1']:.3f} | {worst(r)} | {r['expw_classifier_accuracy']:.1%} | "
             f"{r['expw_classifier_macro_f1']:.3f} | " + " | ".join(f"{w[b]:.1%}" for b in BUCKETS)
             + f" | {r['wider_ms_per_photo_median']:.1f} |")
+    classes = list(rows[0].get("expw_end_to_end_recall", {}))
+    if classes:
+        lines += ["", "ExpW-dev recall per class, end to end:", "",
+                  "| system | " + " | ".join(classes) + " |", "| --- |" + " --- |" * len(classes)]
+        lines += [f"| {r['system']} | " + " | ".join(f"{r['expw_end_to_end_recall'][c]:.2f}" for c in classes)
+                  + " |" for r in rows if "expw_end_to_end_recall" in r]
     if result.get("old_skipped"):
         lines += ["", f"old ferkit: skipped ({result['old_skipped']})"]
     if result.get("fer_skipped"):
@@ -170,6 +187,8 @@ def main() -> int:
     shared = Path(os.environ.get("FERKIT_SHARED", REPO.parent / "shared"))
     parser.add_argument("--shared", default=str(shared))
     parser.add_argument("--models", nargs="+", default=["default", "large"], help="ferkit models now")
+    parser.add_argument("--priors", nargs="+", default=["balanced", "natural"],
+                        help="class priors to run each model with (ferkit.runtime.prior)")
     parser.add_argument("--old", default=OLD_REF, help="git commit of the old ferkit's default weights")
     parser.add_argument("--no-fer", action="store_true")
     parser.add_argument("--out", dest="results_dir", type=Path, help="the same as --results-dir")
@@ -184,7 +203,7 @@ def main() -> int:
     data = load_labelled_photos(expw_dir)
     wider_limit = 0
     if args.smoke:
-        args.models, wider_limit = ["default"], SMOKE_WIDER_PHOTOS
+        args.models, args.priors, wider_limit = ["default"], ["balanced"], SMOKE_WIDER_PHOTOS
         step = max(1, len(data.photos) // SMOKE_EXPW_PHOTOS)  # spread out: labels.csv runs class by class
         data = dataclasses.replace(data, photos=data.photos[::step][:SMOKE_EXPW_PHOTOS])
     with tempfile.TemporaryDirectory() as tmp:
@@ -196,7 +215,9 @@ def main() -> int:
             systems[f"ferkit {args.old} default (Haar, box crop, FER2013 labels)"] = Recognizer(
                 str(old), detector=HaarDetector(), backend="onnx")
         for m in args.models:
-            systems[f"ferkit now {m} (YuNet, aligned crop)"] = Recognizer(m, backend="onnx")
+            for prior in args.priors:
+                systems[f"ferkit now {m}, prior {prior} (YuNet, aligned crop)"] = Recognizer(
+                    m, backend="onnx", prior=prior)
         fer = "--no-fer given" if args.no_fer else start_fer()
         if isinstance(fer, str):
             print(f"fer skipped: {fer}", file=sys.stderr)

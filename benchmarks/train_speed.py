@@ -198,7 +198,7 @@ def main() -> None:
     repo_support.add_smoke_args(ap)
     args = ap.parse_args()
     if args.smoke:
-        args.batch, args.images, args.rounds, args.no_compile = 32, 128, 1, True
+        args.batch, args.images, args.rounds, args.no_compile = 32, 64, 1, True
     if not Path(args.data).is_file():
         raise SystemExit(f"{args.data}: no such file (the FER2013 CSV; pass --data)")
     out = repo_support.results_dir(args)
@@ -211,7 +211,8 @@ def main() -> None:
     plain_name = f"plain fp32 eager (NCHW, {default_threads} threads, inline batches)"
     runs = {plain_name: plain_row(faces, cfg, default_threads)}
     runs["plain, 1 thread"] = plain_row(faces, cfg, 1)
-    few = as_tensors(train.subset(list(range(min(args.images, 4 * args.batch)))))
+    slow_images = args.batch if args.smoke else min(args.images, 4 * args.batch)
+    few = as_tensors(train.subset(list(range(slow_images))))
     sizes = {name: len(faces) for name in runs}
     for name, p in variants(plan, with_compile=not args.no_compile).items():
         # Emulated bf16 runs at a tenth of the speed: four batches tell as much.

@@ -322,10 +322,11 @@ def _add_model_option(p: argparse.ArgumentParser, prior: bool = True) -> None:
                    help="shipped model name (`ferkit model list`), .safetensors file, run folder or .onnx "
                         "graph from `ferkit export`")
     if prior:
-        p.add_argument("--prior", default="natural", metavar="PRIOR",
-                       help="how common each expression is taken to be: natural (the training data's "
-                            "frequencies; default), balanced (all equal: studies, posed faces, "
-                            "benchmarks) or shares such as happy=0.4,neutral=0.4")
+        p.add_argument("--prior", default="auto", metavar="PRIOR",
+                       help="how common each expression is taken to be: balanced (all equal; the "
+                            "default, 'auto', where the model card records its training prior), natural "
+                            "(the training data's frequencies: everyday footage) or shares such as "
+                            "happy=0.4,neutral=0.4")
 
 
 def check_output(option: str, path: str | None, *, folder: bool = False) -> None:

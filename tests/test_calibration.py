@@ -87,8 +87,9 @@ def test_the_temperature_applies_in_both_backends_and_uncalibrated_is_the_networ
     from ferkit.inference import Recognizer
 
     faces = load_challenge_csv(fer_csv).images[-200:]  # PrivateTest's last faces
-    onnx, torch_ = (Recognizer("default", detector=None, backend=b) for b in ("onnx", "torch"))
-    raw = Recognizer("default", detector=None, calibrated=False)
+    onnx, torch_ = (Recognizer("default", detector=None, backend=b, prior="natural")
+                    for b in ("onnx", "torch"))
+    raw = Recognizer("default", detector=None, calibrated=False, prior="natural")
     assert np.abs(onnx.classify(faces) - torch_.classify(faces)).max() < 1e-4
     temperature = onnx.card["calibration"]["temperature"]
     assert np.allclose(onnx.classify(faces), with_temperature(raw.classify(faces), temperature), atol=1e-5)

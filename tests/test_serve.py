@@ -87,6 +87,29 @@ def test_predict_astronaut_finds_one_happy_face(client: httpx.Client, astronaut_
     assert result["faces"][0]["label"] == "happy"
 
 
+def test_a_request_prior_moves_probabilities_as_the_cli_does(client: httpx.Client,
+                                                              astronaut_png: Path) -> None:
+    data = astronaut_png.read_bytes()
+
+    def faces(**params: str) -> httpx.Response:
+        return client.post("/v1/predict", params=params, files={"file": ("a.png", data, "image/png")})
+
+    served = {}
+    for prior in ("natural", "balanced", "happy=0.9"):
+        response = faces(prior=prior)
+        assert response.status_code == 200, response.text
+        served[prior] = response.json()["faces"][0]["probabilities"]
+    default = faces().json()["faces"][0]
+    assert default["probabilities"] == pytest.approx(served["balanced"], abs=1e-6)  # the service's: auto
+    assert served["happy=0.9"]["happy"] > served["natural"]["happy"]
+    run = subprocess.run([sys.executable, "-m", "ferkit", "predict", "--json", "--prior", "natural",
+                          str(astronaut_png)], capture_output=True, text=True, timeout=300)
+    cli = json.loads(run.stdout.splitlines()[0])["faces"][0]["probabilities"]
+    assert served["natural"] == pytest.approx(cli, abs=1e-5)
+    bad = faces(prior="sleepy=1")
+    assert bad.status_code == 422 and "prior 'sleepy=1'" in bad.json()["detail"]
+
+
 def test_raw_body_gives_the_same_answer_as_multipart(client: httpx.Client, astronaut_png: Path) -> None:
     data = astronaut_png.read_bytes()
     raw = client.post("/v1/predict", content=data, headers={"content-type": "image/png"}).json()

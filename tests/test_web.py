@@ -118,6 +118,21 @@ def test_the_explanation_toggle_overlays_the_map_on_the_face(page, astronaut_png
     assert page.errors == []
 
 
+def test_the_prior_selector_asks_for_that_prior(page, astronaut_png: Path, tmp_path: Path) -> None:
+    """Choosing a prior re-sends the photo with ?prior=...; the service's default sends none."""
+    photo = tmp_path / "prior-me.png"
+    photo.write_bytes(astronaut_png.read_bytes())
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url) if "/v1/predict" in request.url else None)
+    upload_and_wait(page, photo)
+    page.locator("#results").evaluate("el => { el.dataset.state = 'idle'; }")
+    page.select_option("#prior", "natural")
+    page.wait_for_selector("#results[data-state='done']", timeout=120_000)
+    assert "prior=" not in asked[0] and asked[-1].endswith("/v1/predict?prior=natural"), asked
+    assert page.get_attribute("#results", "data-top-label") == "happy"
+    assert page.errors == []
+
+
 def test_a_photo_without_a_face_says_so(page, tmp_path: Path) -> None:
     path = tmp_path / "gradient.png"
     Image.linear_gradient("L").resize((300, 200)).save(path)

@@ -44,7 +44,7 @@ def predict_dataset(
     workers: int | None = None,
     cpus_per_worker: float = 1,
     batch_size: int = CHUNK,
-    prior: str = "natural",
+    prior: str = "auto",
 ) -> ray.data.Dataset:
     """A lazy Dataset of ``ferkit predict --csv`` rows for files, folders and globs (a folder's
     skipped entries are said on stderr). ``workers``: actors, default as many as the cluster's
@@ -91,7 +91,7 @@ def _read_one(row: dict[str, Any]) -> dict[str, Any]:
 class PhotoPredictor:
     """The detect-and-classify stage: one per worker actor, one Recognizer loaded once."""
 
-    def __init__(self, model: str, detector: str | None, cpus: float, prior: str = "natural") -> None:
+    def __init__(self, model: str, detector: str | None, cpus: float, prior: str = "auto") -> None:
         from ferkit.inference.recognizer import Recognizer
 
         self.detect = detector is not None

@@ -65,7 +65,7 @@ def video_dataset(
     frames_per_range: int = FRAMES_PER_RANGE,
     workers: int | None = None,
     cpus_per_worker: float = 1,
-    prior: str = "natural",
+    prior: str = "auto",
 ) -> ray.data.Dataset:
     """A lazy Dataset of ``ferkit video --csv`` rows, each with its video's ``source`` (and an
     ``error`` column for videos that cannot be read), for video files, folders and globs."""
@@ -134,7 +134,7 @@ class RangeAnalyser:
     """The analysis stage: one per worker actor, one Recognizer (with ``ferkit video``'s detector
     settings) loaded once; one frame range per call."""
 
-    def __init__(self, model: str, detector: str, every: int, cpus: float, prior: str = "natural") -> None:
+    def __init__(self, model: str, detector: str, every: int, cpus: float, prior: str = "auto") -> None:
         from ferkit.inference.recognizer import Recognizer
 
         threads = setup_worker(cpus)

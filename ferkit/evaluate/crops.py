@@ -21,7 +21,7 @@ from ferkit.runtime.loader import load_classifier, temperature_of, uncertain_bel
 def evaluate_model(
     model: str | os.PathLike | None, data_path: str, split: str = "test", protocol: str = "canonical",
     split_seed: int = 0, tta: bool = False, exclude_train_duplicates: bool = False,
-    ferplus: str | None = None, backend: str = "onnx", calibrated: bool = True, prior: str = "natural",
+    ferplus: str | None = None, backend: str = "onnx", calibrated: bool = True, prior: str = "auto",
 ) -> dict[str, Any]:
     """Metrics of a model reference on a data set's split, through ``backend``.
 
@@ -93,7 +93,8 @@ def calibrate_model(model: str | os.PathLike | None, data_path: str, ferplus: st
     )
     from ferkit.runtime.backends import with_temperature
 
-    runner, card = load_classifier(model, backend, calibrated=False)
+    # The temperature is fitted on the network's own (natural) probabilities; a prior shifts them after.
+    runner, card = load_classifier(model, backend, calibrated=False, prior="natural")
     data = load_data(data_path)
     if (data.usage == OTHER).all():
         raise DataError(f"{data_path}: calibration needs the challenge's PublicTest and PrivateTest splits")

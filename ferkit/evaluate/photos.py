@@ -130,7 +130,7 @@ def evaluate_photos(
 def evaluate_labelled_photos(
     model: str | os.PathLike, data_path: str | Path, detector: str | None = None,
     backend: str = "onnx", tta: bool = False, progress: bool = True, calibrated: bool = True,
-    prior: str = "natural",
+    prior: str = "auto",
 ) -> dict[str, Any]:
     """Load the photos' labels and a Recognizer (``detector`` None: its default), then evaluate."""
     data = load_labelled_photos(data_path)  # before the model: a bad file fails fast

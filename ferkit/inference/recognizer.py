@@ -55,7 +55,7 @@ class Recognizer:
         backend: str = "onnx",
         threads: int | None = None,
         calibrated: bool = True,
-        prior: str | np.ndarray = "natural",
+        prior: str | np.ndarray = "auto",
     ) -> None:
         self.detector = make_detector(detector)
         self.backend_name = backend

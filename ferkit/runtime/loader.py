@@ -15,7 +15,7 @@ from ferkit.models.store import ModelRef, file_sha256, read_card, resolve
 from ferkit.runtime.backends import BACKENDS, Backend, Calibrated
 from ferkit.runtime.graph import WEIGHTS_KEY, card_from_metadata
 from ferkit.runtime.onnx_backend import OnnxBackend
-from ferkit.runtime.prior import Prior, PriorShifted, describe, parse_prior, prior_weights
+from ferkit.runtime.prior import Prior, PriorShifted, describe, parse_prior, prior_weights, resolved
 
 
 def temperature_of(card: dict[str, Any]) -> float:
@@ -30,7 +30,7 @@ def uncertain_below(card: dict[str, Any]) -> float:
 
 def load_classifier(
     model: str | os.PathLike | None = None, backend: str = "onnx", threads: int | None = None,
-    calibrated: bool = True, prior: Prior = "natural",
+    calibrated: bool = True, prior: Prior = "auto",
 ) -> tuple[Backend, dict[str, Any]]:
     """(backend, card) for a model reference (:func:`ferkit.models.store.resolve`); the card's
     ``name`` is what results call the model. With ``calibrated`` (always, except to measure the
@@ -44,7 +44,7 @@ def load_classifier(
     weights = prior_weights(card, prior)
     if weights is not None:
         runner = PriorShifted(runner, weights)
-    return runner, {**card, "prior_used": describe(prior)}
+    return runner, {**card, "prior_used": describe(resolved(card, prior))}
 
 
 def _load_backend(model: str | os.PathLike | None, backend: str,

@@ -27,8 +27,9 @@ from starlette.requests import ClientDisconnect
 
 import ferkit
 from ferkit.cpu import return_freed_memory
-from ferkit.errors import ImageError
+from ferkit.errors import FerkitError, ImageError
 from ferkit.models.store import DEFAULT_MODEL, list_models, model_info
+from ferkit.runtime.prior import parse_prior
 from ferkit.serve.access import AccessMiddleware
 from ferkit.serve.engine import Engine, Upload
 from ferkit.serve.limits import (
@@ -99,7 +100,7 @@ _BATCH_BODY = {"requestBody": {"required": True, "content": {
 def create_app(model: str = "default", max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
                max_batch_files: int = DEFAULT_MAX_BATCH_FILES, threads: int | None = None,
                detector: str = "yunet", api_key: str = "",
-               allowed_hosts: Sequence[str] = ("*",), prior: str = "natural") -> FastAPI:
+               allowed_hosts: Sequence[str] = ("*",), prior: str = "auto") -> FastAPI:
     """Build the app; the model loads at startup so the first request does not pay for it.
 
     ``api_key``: required on ``/v1/...`` when set. ``allowed_hosts``: Host header names served
@@ -138,7 +139,7 @@ def app_from_env() -> FastAPI:
                                                    DEFAULT_MAX_UPLOAD_BYTES)),
                       threads=threads, detector=env.get("FERKIT_SERVE_DETECTOR", "yunet"),
                       api_key=env.get("FERKIT_API_KEY", ""), allowed_hosts=hosts or ["*"],
-                      prior=env.get("FERKIT_SERVE_PRIOR", "natural"))
+                      prior=env.get("FERKIT_SERVE_PRIOR", "auto"))
 
 
 def _body_limit(path: str, max_upload_bytes: int, max_batch_files: int) -> BodyLimit:
@@ -230,8 +231,18 @@ async def received_image(request: Request, max_bytes: int) -> AsyncIterator[Uplo
         yield _file_part_upload(named[0] if named else parts[0][1], max_bytes)
 
 
+def check_prior(prior: str | None) -> None:
+    """A 422 with the reason for a ``?prior=`` that is not a prior."""
+    if prior is not None:
+        try:
+            parse_prior(prior)
+        except FerkitError as exc:
+            raise HTTPException(422, str(exc)) from None
+
+
 async def predict_many_images(request: Request, engine: Engine, max_bytes: int,
-                              max_files: int, detect: bool = True) -> list[dict[str, Any]]:
+                              max_files: int, detect: bool = True,
+                              prior: str | None = None) -> list[dict[str, Any]]:
     """Results for every file field of a /v1/predict/batch form, in order.
 
     Files are read and recognised one at a time (parts over 1 MB wait on disk), so a batch never
@@ -245,13 +256,14 @@ async def predict_many_images(request: Request, engine: Engine, max_bytes: int,
         parts = _file_parts(form)
         if not parts:
             raise HTTPException(422, "no image in the form: add file fields named 'files'")
-        return [await _predict_or_error(engine, _file_part_upload(part, max_bytes), detect)
+        return [await _predict_or_error(engine, _file_part_upload(part, max_bytes), detect, prior)
                 for _, part in parts]
 
 
-async def _predict_or_error(engine: Engine, upload: Upload, detect: bool) -> dict[str, Any]:
+async def _predict_or_error(engine: Engine, upload: Upload, detect: bool,
+                            prior: str | None = None) -> dict[str, Any]:
     try:
-        return await engine.predict(upload, detect)
+        return await engine.predict(upload, detect, prior=prior)
     except ImageError as exc:  # the reason under `detail`, as in every other refusal
         return {"source": upload.name, "detail": f"not a usable image: {exc}", "model": engine.model_name,
                 "status": 422}
@@ -274,7 +286,8 @@ def _add_api_routes(app: FastAPI) -> None:
                 "models": [model_info(name) for name in list_models()]}
 
     @app.post("/v1/predict", tags=["predict"], openapi_extra=_PREDICT_BODY, responses=_PREDICT_RESPONSES)
-    async def predict(request: Request, detect: bool = True, explain: bool = False) -> dict[str, Any]:
+    async def predict(request: Request, detect: bool = True, explain: bool = False,
+                      prior: str | None = None) -> dict[str, Any]:
         """Faces in one image, each with a box, the top label, its score and all 7 probabilities,
         the detector's five landmarks (`right_eye`, `left_eye`, `nose`, `right_mouth`, `left_mouth`:
         [x, y] pixels; "right" is the person's right; null with the Haar detector) and its score.
@@ -286,19 +299,26 @@ def _add_api_routes(app: FastAPI) -> None:
         `?explain=true`: each face also has an `explanation`: `heatmap`, a 24x24 grid over the
         48x48 aligned crop of how much the label relied on each part (drop in log-odds when it is
         hidden), and `crop_to_image`, the 2x3 affine from crop pixels to image pixels.
+        `?prior=`: how common each expression is taken to be for this request: `balanced`,
+        `natural` (the training data's frequencies) or shares such as `happy=0.4,neutral=0.4`;
+        default: the service's `--prior`.
         """
+        check_prior(prior)
         async with received_image(request, app.state.max_upload_bytes) as upload:
-            return await engine.predict(upload, detect, explain)
+            return await engine.predict(upload, detect, explain, prior)
 
     @app.post("/v1/predict/batch", tags=["predict"], openapi_extra=_BATCH_BODY, responses=_BATCH_RESPONSES)
-    async def predict_batch(request: Request, detect: bool = True) -> dict[str, Any]:
+    async def predict_batch(request: Request, detect: bool = True,
+                            prior: str | None = None) -> dict[str, Any]:
         """Several images in one multipart request; one result per file, in order.
 
         A file that cannot be decoded gets `{"source", "detail", "model", "status": 422}` in its slot
         instead of failing the whole batch. `?detect=false`: every file is an already-cropped face.
+        `?prior=`: as for `/v1/predict`.
         """
+        check_prior(prior)
         results = await predict_many_images(request, engine, app.state.max_upload_bytes,
-                                            app.state.max_batch_files, detect)
+                                            app.state.max_batch_files, detect, prior)
         return {"model": engine.model_name, "results": results}
 
 

@@ -16,10 +16,11 @@ from typing import IO, TYPE_CHECKING, Any
 import anyio
 import numpy as np
 
+from ferkit.face import NUM_CLASSES
 from ferkit.imageio import load_image_within
-from ferkit.inference.types import Prediction, prediction_json
+from ferkit.inference.types import Prediction, face_from_probs, prediction_json
 from ferkit.runtime.loader import runnable
-from ferkit.runtime.prior import parse_prior
+from ferkit.runtime.prior import parse_prior, prior_weights, shift
 
 if TYPE_CHECKING:
     from ferkit.inference.recognizer import Recognizer
@@ -53,7 +54,7 @@ class Engine:
     """Owns the process's Recognizer and the limiters that guard it."""
 
     def __init__(self, model: str = "default", threads: int | None = None, detector: str = "yunet",
-                 prior: str = "natural") -> None:
+                 prior: str = "auto") -> None:
         runnable(model)  # fail as the app is built, in one line, not when the model loads
         self.prior = parse_prior(prior)
         self.model = model
@@ -87,17 +88,43 @@ class Engine:
         return await anyio.to_thread.run_sync(load_image_within, upload.data, DECODE_MAX_SIDE,
                                               SERVE_MAX_PIXELS, limiter=self._decode_limiter)
 
-    async def predict(self, upload: Upload, detect: bool = True, explain: bool = False) -> dict[str, Any]:
+    def prior_ratio(self, prior: str | None) -> np.ndarray | None:
+        """What the service's probabilities are multiplied by to move them to a request's
+        ``prior`` (None: the service's own). Raises FerkitError for a prior it cannot apply."""
+        if prior is None or self._recognizer is None:
+            return None
+        card = self._recognizer.card
+        ones = np.ones(NUM_CLASSES)
+        wanted = prior_weights(card, parse_prior(prior))
+        served = prior_weights(card, self.prior)
+        ratio = (ones if wanted is None else wanted) / (ones if served is None else served)
+        return None if np.allclose(ratio, ratio[0]) else ratio
+
+    def reweigh(self, prediction: Prediction, ratio: np.ndarray | None) -> Prediction:
+        """Each face's probabilities, label, score and flag under another prior."""
+        if ratio is None or self._recognizer is None:
+            return prediction
+        for face in prediction.faces:
+            probs = shift(np.array([list(face.probabilities.values())]), ratio)[0]
+            moved = face_from_probs(probs.tolist(), face.box, self._recognizer.uncertain_below)
+            face.label, face.score, face.probabilities, face.uncertain = (
+                moved.label, moved.score, moved.probabilities, moved.uncertain)
+        return prediction
+
+    async def predict(self, upload: Upload, detect: bool = True, explain: bool = False,
+                      prior: str | None = None) -> dict[str, Any]:
         """Decode and recognise one image; the JSON of ``ferkit predict --json``, boxes and
         landmarks in the pixels of the uploaded image.
 
         ``detect=False``: the image is already a cropped face (``ferkit predict --no-detect``).
         ``explain``: each face carries its occlusion map (``ferkit predict --explain --json``).
+        ``prior``: this request's class prior (:mod:`ferkit.runtime.prior`) instead of the service's.
         """
+        ratio = self.prior_ratio(prior)  # a bad prior is refused before any work
         image, scale, size = await self.decode(upload)
         prediction = await anyio.to_thread.run_sync(self._predict_array, image, detect, explain,
                                                     limiter=self._inference_limiter)
-        prediction = prediction.rescaled(scale, size)
+        prediction = self.reweigh(prediction.rescaled(scale, size), ratio)
         prediction.source = upload.name
         return prediction_json(prediction, self.model_name)
 

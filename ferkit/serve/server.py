@@ -36,7 +36,7 @@ def raise_open_file_limit(wanted: int) -> int:
     return soft
 
 
-def run_server(host: str = "127.0.0.1", port: int = 8000, model: str = "default", prior: str = "natural",
+def run_server(host: str = "127.0.0.1", port: int = 8000, model: str = "default", prior: str = "auto",
                workers: int = 1,
                max_upload_mb: float = 10.0, log_level: str = "info", detector: str = "yunet",
                api_key: str | None = None, allowed_hosts: list[str] | None = None,

@@ -24,6 +24,7 @@ const el = {
   template: document.getElementById("face-template"),
   key: document.getElementById("key"),
   explain: document.getElementById("explain"),
+  prior: document.getElementById("prior"),
   keyRow: document.getElementById("key-row"),
 };
 const ctx = el.canvas.getContext("2d");
@@ -60,7 +61,10 @@ function api(path, options = {}) {
 async function predict(blob) {
   const body = new FormData();
   body.append("file", blob, blob.name || "image");
-  const query = el.explain.checked ? "?explain=true" : "";
+  const params = new URLSearchParams();
+  if (el.explain.checked) params.set("explain", "true");
+  if (el.prior.value) params.set("prior", el.prior.value);
+  const query = params.toString() ? `?${params}` : "";
   const response = await api(`/v1/predict${query}`, { method: "POST", body });
   let payload = null;
   try {
@@ -290,9 +294,11 @@ async function handleFile(file) {
 }
 
 el.file.addEventListener("change", () => handleFile(el.file.files[0]));
-el.explain.addEventListener("change", () => {
-  if (lastFile && !webcam) handleFile(lastFile);
-});
+for (const control of [el.explain, el.prior]) {
+  control.addEventListener("change", () => {
+    if (lastFile && !webcam) handleFile(lastFile);
+  });
+}
 el.drop.addEventListener("dragover", (event) => {
   event.preventDefault();
   el.drop.classList.add("over");
