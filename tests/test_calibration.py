@@ -123,7 +123,9 @@ def test_calibrate_writes_the_card_and_the_model_then_uses_it(fer_csv: Path, tmp
     assert report["PrivateTest/ferplus"]["lowest_ece_any_temperature"]["ece"] <= after + 0.003
     written = json.loads((tmp_path / "mine.json").read_text())["calibration"]
     assert written["temperature"] == report["temperature"]
-    evaluated = json.loads(run_ferkit("eval", "--model", weights, "--data", str(fer_csv), "--json").stdout)
+    # The temperature is fitted on the natural probabilities, before any prior shift.
+    evaluated = json.loads(run_ferkit("eval", "--model", weights, "--data", str(fer_csv), "--json",
+                                      "--prior", "natural").stdout)
     assert evaluated["ferplus"]["calibration"]["ece"] == pytest.approx(after, abs=1e-4)
     graph_only = run_ferkit("calibrate", "--model", str(WEIGHTS_DIR / "paper.onnx"), "--data", str(fer_csv),
                             "--write")

@@ -137,12 +137,13 @@ def test_int8_export_is_quantised_and_agrees_with_float_on_real_faces(int8_graph
     props = {p.key: p.value for p in model.metadata_props}
     assert props["precision"] == "int8" and json.loads(props["classes"])[3] == "happy"
     faces = split_data(load_data(fer_slice_csv))["test"].images
-    int8 = Recognizer(int8_graph, detector=None, backend="onnx").classify(faces)
+    int8 = Recognizer(int8_graph, detector=None, backend="onnx", prior="natural").classify(faces)
     exact = TorchBackend(load_model("paper")[0]).probabilities(faces)
     assert (int8.argmax(1) == exact.argmax(1)).mean() >= 0.9
     assert np.abs(int8 - exact).mean() < 0.05
     labels = split_data(load_data(fer_slice_csv))["test"].labels
-    result = run_ferkit("eval", "--model", int8_graph, "--data", fer_slice_csv, "--json")
+    result = run_ferkit("eval", "--model", int8_graph, "--data", fer_slice_csv, "--json",
+                        "--prior", "natural")
     assert result.returncode == 0, result.stderr
     metrics = json.loads(result.stdout)
     assert metrics["n"] == 128 and metrics["model"] == "paper.int8.onnx"

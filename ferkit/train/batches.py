@@ -13,16 +13,31 @@ import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 
+from ferkit.data import FerData
 from ferkit.models.preprocess import to_model_input
 from ferkit.train.augment import augment_batch, cutmix_batch
 from ferkit.train.config import TrainConfig
 
-if TYPE_CHECKING:
-    from ferkit.train.loop import Faces
+
+@dataclass
+class Faces:
+    """A split as tensors that share the arrays' memory: what the loop indexes."""
+
+    images: torch.Tensor  # (N, 48, 48) uint8
+    labels: torch.Tensor  # (N,) int64
+    targets: torch.Tensor | None = None  # (N, 7) float32 label distributions (FER+ votes)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def as_tensors(data: FerData) -> Faces:
+    """A :class:`~ferkit.data.FerData` as tensors, without copying."""
+    return Faces(torch.from_numpy(data.images), torch.from_numpy(data.labels),
+                 None if data.targets is None else torch.from_numpy(data.targets))
 
 
 @dataclass

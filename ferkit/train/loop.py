@@ -36,31 +36,13 @@ from ferkit.models.store import atomic_write, remove_stale_temps, resolve, write
 from ferkit.runtime.torch_backend import predict_logits
 from ferkit.train import distributed
 from ferkit.train.augment import hflip
-from ferkit.train.batches import Prefetcher, epoch_batches
+from ferkit.train.batches import Faces, Prefetcher, as_tensors, epoch_batches
 from ferkit.train.checkpoint import load_checkpoint, save_checkpoint
 from ferkit.train.config import TrainConfig
 from ferkit.train.distill import distillation_loss, teacher_logits
 from ferkit.train.plan import ExecutionPlan, apply, plan_execution
 
 PLATEAU_FACTOR, PLATEAU_PATIENCE = 0.5, 3
-
-
-@dataclass
-class Faces:
-    """A split as tensors that share the arrays' memory: what the loop indexes."""
-
-    images: torch.Tensor  # (N, 48, 48) uint8
-    labels: torch.Tensor  # (N,) int64
-    targets: torch.Tensor | None = None  # (N, 7) float32 label distributions (FER+ votes)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-
-def as_tensors(data: FerData) -> Faces:
-    """A :class:`~ferkit.data.FerData` as tensors, without copying."""
-    return Faces(torch.from_numpy(data.images), torch.from_numpy(data.labels),
-                 None if data.targets is None else torch.from_numpy(data.targets))
 
 
 @dataclass
