@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
+import re
 import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 from ferkit.cpu import keep_freed_memory
 from ferkit.errors import OPTIONAL, FerkitError, missing_extra, require
@@ -533,6 +536,16 @@ class _Parser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         kwargs.setdefault("formatter_class", _HelpFormatter)
         super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        """argparse's one-line error, with the choice a typo most likely meant."""
+        found = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)$", message)
+        if found:
+            choices = [c.strip().strip("'") for c in found.group(2).split(",")]
+            near = difflib.get_close_matches(found.group(1), choices, n=1)
+            if near:
+                message += f"; did you mean {near[0]!r}?"
+        super().error(message)
 
 
 def build_parser() -> argparse.ArgumentParser:

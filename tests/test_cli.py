@@ -95,3 +95,10 @@ def test_output_paths_follow_one_rule(astronaut_png, tmp_path):
     assert proc.returncode == 0 and (tmp_path / "annotated" / "astronaut.annotated.png").is_file()
     proc = run_ferkit("export", "--model", "paper", "--out", tmp_path / "paper.onnx")
     assert proc.returncode == 0 and (tmp_path / "paper.onnx").is_file(), proc.stderr
+
+
+@pytest.mark.parametrize(("argv", "meant"), [(["predcit", "x.png"], "predict"), (["model", "lst"], "list")])
+def test_a_mistyped_subcommand_names_the_one_it_most_likely_means(argv, meant):
+    result = run_ferkit(*argv)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].endswith(f"did you mean {meant!r}?"), result.stderr
