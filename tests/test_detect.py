@@ -1,4 +1,5 @@
-"""YuNet on a real photo, eye-levelled crops, the --detector option and OpenCV without cascades."""
+"""YuNet on a real photo (and beside OpenCV's FaceDetectorYN), eye-levelled crops, the --detector
+option, and Haar without OpenCV or without its cascades."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import hashlib
 import io
 import json
 import re
+import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
+from ferkit import imageops
 from ferkit.cli import main
 from ferkit.errors import FerkitError
 from ferkit.imageio import load_image
@@ -24,7 +26,16 @@ from ferkit.inference.crop import (
     crop_faces,
     warp_face,
 )
-from ferkit.inference.detect import YUNET_DIR, YUNET_FILE, HaarDetector, YuNetDetector, make_detector, to_gray
+from ferkit.inference.detect import (
+    YUNET_DIR,
+    YUNET_FILE,
+    HaarDetector,
+    YuNetDetector,
+    decode_yunet,
+    make_detector,
+    nms_boxes,
+    to_gray,
+)
 from ferkit.inference.types import LANDMARK_COLUMNS
 
 
@@ -41,8 +52,7 @@ def detector() -> YuNetDetector:
 def rotated(rgb: np.ndarray, degrees: float) -> np.ndarray:
     """The photo turned ``degrees`` anticlockwise about its centre, edges replicated."""
     h, w = rgb.shape[:2]
-    matrix = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
-    return cv2.warpAffine(rgb, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return imageops.warp_affine(rgb, imageops.rotation_matrix((w / 2, h / 2), degrees), (w, h))
 
 
 def mapped(matrix: np.ndarray, landmarks) -> np.ndarray:
@@ -100,7 +110,7 @@ def test_alignment_levels_a_rotated_face(detector, astronaut):
     reference = crop_faces(gray, [upright])[0]
     h, w = gray.shape
     for degrees in (20, -20):
-        turn = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+        turn = imageops.rotation_matrix((w / 2, h / 2), degrees)
         photo = rotated(astronaut, degrees)
         found = detector.detect(photo)
         assert len(found) == 1
@@ -133,7 +143,7 @@ def test_aligned_crop_of_a_large_photo_matches_the_small_one(detector, astronaut
     """The area pre-shrink and the pixel-centre bookkeeping: the same face at 4x the size gives
     (nearly) the same crop."""
     small = detector.detect(astronaut)[0]
-    big_rgb = cv2.resize(astronaut, (2048, 2048), interpolation=cv2.INTER_CUBIC)
+    big_rgb = imageops.resize(astronaut, (2048, 2048), "cubic")
     big_landmarks = tuple((4 * x + 1.5, 4 * y + 1.5) for x, y in small.landmarks)  # pixel indices x4
     a = warp_face(to_gray(astronaut), alignment_matrix(small.landmarks))
     b = warp_face(to_gray(big_rgb), alignment_matrix(big_landmarks))
@@ -169,6 +179,7 @@ def test_haar_still_works_where_opencv_has_its_cascades(astronaut_png, capsys):
     from ferkit.errors import FerkitError
     from ferkit.inference.detect import haar_cascade_path
 
+    pytest.importorskip("cv2", reason="the Haar detector needs OpenCV (the haar extra)")
     try:
         haar_cascade_path()
     except FerkitError as exc:  # OpenCV 5: the one-line error is tested below
@@ -185,6 +196,7 @@ def test_haar_still_works_where_opencv_has_its_cascades(astronaut_png, capsys):
 def test_without_cascades_haar_is_a_one_line_error_and_yunet_works(astronaut_png, tmp_path, monkeypatch,
                                                                    capsys, missing):
     """OpenCV 5 has no cv2.data.haarcascades (and no cascade files): simulated both ways."""
+    cv2 = pytest.importorskip("cv2", reason="simulates OpenCV 5 on an installed OpenCV 4")
     if missing == "module":
         monkeypatch.delattr(cv2, "data", raising=False)
     else:
@@ -208,3 +220,71 @@ def test_without_cascades_haar_is_a_one_line_error_and_yunet_works(astronaut_png
 def test_unknown_detector_is_refused():
     with pytest.raises(FerkitError, match="unknown detector 'mtcnn'"):
         make_detector("mtcnn")
+
+
+def test_without_opencv_haar_is_a_one_line_error_naming_the_extra(astronaut_png, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "cv2", None)  # import cv2 now raises ImportError
+    with pytest.raises(FerkitError, match=re.escape("pip install 'ferkit[haar]'")):
+        make_detector("haar")
+    assert main(["predict", str(astronaut_png), "--detector", "haar"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "OpenCV 4, which is not installed" in err, err
+    assert main(["predict", "--json", str(astronaut_png)]) == 0  # YuNet needs no OpenCV
+    assert json.loads(capsys.readouterr().out)["faces"][0]["label"] == "happy"
+
+
+def test_yunet_decoding_matches_opencvs_rules():
+    """Scores sqrt(cls * obj) clamped, boxes and landmarks from each cell of each stride, then
+    NMSBoxes on integer boxes: hand-made outputs for a 64x32 input (8x4, 4x2 and 2x1 cells)."""
+    outputs = {}
+    for stride in (8, 16, 32):
+        cells = (64 // stride) * (32 // stride)
+        outputs[f"cls_{stride}"] = np.zeros((1, cells, 1), np.float32)
+        outputs[f"obj_{stride}"] = np.ones((1, cells, 1), np.float32)
+        outputs[f"bbox_{stride}"] = np.zeros((1, cells, 4), np.float32)
+        outputs[f"kps_{stride}"] = np.zeros((1, cells, 10), np.float32)
+    outputs["cls_8"][0, 9] = 0.81  # row 1, column 1: score 0.9
+    outputs["bbox_8"][0, 9] = [0.5, 0.25, np.log(2), np.log(3)]
+    outputs["kps_8"][0, 9, :2] = [1.0, -1.0]
+    outputs["cls_8"][0, 10] = 0.64  # the next cell: score 0.8, overlapping the first -> suppressed
+    outputs["bbox_8"][0, 10] = [-0.5, 0.25, np.log(2), np.log(3)]
+    outputs["cls_32"][0, 1] = 1.5  # clamped to 1; obj 1 -> score 1, the far right of the image
+    faces = decode_yunet(outputs, 64, 32, 0.6, 0.3, 5000)
+    assert faces.shape == (2, 15) and faces.dtype == np.float32
+    by_score = faces[np.argsort(-faces[:, 14])]
+    assert by_score[0, 14] == pytest.approx(1.0) and by_score[0, :4] == pytest.approx([16, -16, 32, 32])
+    cx, cy, w, h = (1 + 0.5) * 8, (1 + 0.25) * 8, 16, 24
+    assert by_score[1, :4] == pytest.approx([cx - w / 2, cy - h / 2, w, h], abs=1e-5)
+    assert by_score[1, 4:6] == pytest.approx([16, 0]) and by_score[1, 14] == pytest.approx(0.9)
+    assert len(decode_yunet(outputs, 64, 32, 0.95, 0.3, 5000)) == 1
+    # NMSBoxes: above the threshold only, best first, IoU of integer boxes above nms_threshold goes
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 5, 5], [0, 0, 10, 10]], np.int32)
+    assert nms_boxes(boxes, np.array([0.7, 0.9, 0.6, 0.5]), 0.5, 0.3, 5000).tolist() == [1, 2]
+    assert nms_boxes(boxes, np.array([0.7, 0.9, 0.6, 0.5]), 0.5, 0.3, 1).tolist() == [1]
+
+
+def test_yunet_boxes_agree_with_opencvs_face_detector(shared, astronaut):
+    """The numpy decoding against cv2.FaceDetectorYN (the former detector) on the astronaut and
+    four WIDER photos: the same boxes to a pixel, landmarks within 2 px, scores within 0.02."""
+    pytest.importorskip("cv2", reason="the comparison needs OpenCV's FaceDetectorYN")
+    from support.opencv_yunet import OpenCVYuNet
+
+    wider = shared / "data" / "widerface-val200" / "images"
+    if not wider.is_dir():
+        pytest.skip(f"{wider} not found")
+    photos = [astronaut] + [load_image(p) for p in sorted(wider.iterdir())[:4]]
+    ours, theirs = YuNetDetector(score_threshold=0.5), OpenCVYuNet(score_threshold=0.5)
+    total = 0
+    for photo in photos:
+        a, b = ours.detect(photo), theirs.detect(photo)
+        assert len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            assert max(abs(x.x - y.x), abs(x.y - y.y), abs(x.w - y.w), abs(x.h - y.h)) <= 1, (x, y)
+            assert np.abs(np.subtract(x.landmarks, y.landmarks)).max() < 2
+            assert abs(x.score - y.score) < 0.02
+        total += len(a)
+        # on the same input pixels the raw rows agree to float rounding
+        small = imageops.resize(photo, (320, round(320 * photo.shape[0] / photo.shape[1])), "area")
+        raw_a, raw_b = ours.detect_raw(small), theirs.detect_raw(small)
+        assert raw_a.shape == raw_b.shape and np.abs(raw_a - raw_b).max() < 1e-3
+    assert total >= 10

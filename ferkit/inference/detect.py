@@ -1,23 +1,27 @@
 """Face detection behind a one-method interface: YuNet (the default) or OpenCV's Haar cascade.
 
 YuNet (Wu, Peng & Yu 2023; Apache-2.0) ships inside the package (``ferkit/weights/yunet``) and
-runs through OpenCV's ``cv2.FaceDetectorYN``, so nothing is downloaded and no cascade files are
-needed (OpenCV 5 has none). It gives each face its box, five landmarks and a score; the
-landmarks let :mod:`ferkit.inference.crop` level the eyes. The variant, input size and score
-threshold were chosen by ``benchmarks/detector_choice.py`` (results in
-``benchmarks/results/detector_choice.md``). The Haar cascade stays available as ``"haar"``
-where OpenCV still ships it. Any object with a ``detect(image) -> list[Box]`` method can replace
-either (a tracker's guesses, another network).
+runs through onnxruntime, its outputs decoded in numpy the way OpenCV's ``cv2.FaceDetectorYN``
+decodes them, so the runtime needs no OpenCV, nothing is downloaded and no cascade files are
+needed (the same recall as FaceDetectorYN: benchmarks/results/yunet_backends.md). It gives each
+face its box, five landmarks and a score; the landmarks let :mod:`ferkit.inference.crop` level
+the eyes. The variant, input size and score threshold were chosen by
+``benchmarks/detector_choice.py`` (results in ``benchmarks/results/detector_choice.md``). The
+Haar cascade stays available as ``"haar"`` where OpenCV 4 is installed (the ``haar`` extra).
+Any object with a ``detect(image) -> list[Box]`` method can replace either (a tracker's guesses,
+another network).
 """
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
+from types import ModuleType
 from typing import Protocol, runtime_checkable
 
-import cv2
 import numpy as np
 
+from ferkit import imageops
 from ferkit.errors import FerkitError
 from ferkit.face import Box
 
@@ -29,6 +33,8 @@ YUNET_FILE = "yunet_n_640_640.onnx"
 # detection, and the score a detection needs.
 YUNET_SIDE = 320
 YUNET_SCORE = 0.6
+YUNET_STRIDES = (8, 16, 32)
+HAAR_EXTRA = "pip install 'ferkit[haar]'"
 
 
 @runtime_checkable
@@ -40,19 +46,18 @@ class FaceDetector(Protocol):
 
 def to_gray(image: np.ndarray) -> np.ndarray:
     """RGB (or already gray) uint8 -> HxW gray, with the ITU-R 601 weights FER2013 used."""
-    if image.ndim == 2:
-        return image
-    return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    return imageops.to_gray(image)
 
 
 class YuNetDetector:
-    """YuNet through ``cv2.FaceDetectorYN``: boxes with five landmarks and a score.
+    """YuNet through onnxruntime, decoded as ``cv2.FaceDetectorYN`` decodes it: boxes with five
+    landmarks and a score.
 
     The image is resized so that its longest side is ``side`` pixels (None: as it is), which
     fixes the cost per photo whatever its size; faces that are small at that size are missed
-    (recall by face size: benchmarks/results/detector_choice.md). ``score_threshold`` and
-    ``nms_threshold`` are FaceDetectorYN's. Not thread-safe (one detector per thread): the
-    network's input size is set per image.
+    (recall by face size: benchmarks/results/detector_choice.md). ``score_threshold``,
+    ``nms_threshold`` and ``top_k`` mean what they mean to FaceDetectorYN. Thread-safe: one
+    session serves concurrent calls.
     """
 
     def __init__(
@@ -70,14 +75,10 @@ class YuNetDetector:
             raise FerkitError(f"YuNet side must be at least 32 pixels, not {side}")
         self.side = side
         self.score_threshold = score_threshold
+        self.nms_threshold = nms_threshold
+        self.top_k = top_k
         self.model_file = path.name
-        cv_log = cv2.utils.logging  # OpenCV 5 warns that its graph engine ignores a target: noise
-        level = cv_log.setLogLevel(cv_log.LOG_LEVEL_ERROR)
-        try:
-            self._net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), score_threshold, nms_threshold,
-                                                  top_k)
-        finally:
-            cv_log.setLogLevel(level)
+        self._session = _yunet_session(path.resolve())
 
     def __repr__(self) -> str:
         return f"YuNetDetector({self.model_file}, side={self.side}, score>={self.score_threshold})"
@@ -89,15 +90,134 @@ class YuNetDetector:
         if min(sw, sh) < 8:
             return []  # a sliver: no face fits
         if (sw, sh) != (w, h):  # resized first: the colour conversion then has fewer pixels to do
-            interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-            image = cv2.resize(image, (sw, sh), interpolation=interpolation)
-        bgr = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR if image.ndim == 2 else cv2.COLOR_RGB2BGR)
-        self._net.setInputSize((sw, sh))
-        _, found = self._net.detect(bgr)
-        if found is None:
-            return []
+            image = imageops.resize(image, (sw, sh), "area" if scale < 1 else "linear")
+        found = self.detect_raw(image)
         boxes = [_yunet_box(row, w / sw, h / sh, w, h) for row in found]
         return sorted(boxes, key=lambda b: (b.x, b.y))
+
+    def detect_raw(self, image: np.ndarray) -> np.ndarray:
+        """FaceDetectorYN's (N, 15) float32 rows for an RGB or gray uint8 image, as it is: box x, y,
+        w, h, five landmarks (x, y) and the score, in the image's pixels."""
+        h, w = image.shape[:2]
+        pad_h, pad_w = (-(-n // YUNET_STRIDES[-1]) * YUNET_STRIDES[-1] for n in (h, w))
+        blob = np.zeros((1, 3, pad_h, pad_w), np.float32)  # zero padding below and right, as OpenCV's
+        if image.ndim == 2:
+            blob[0, :, :h, :w] = image
+        else:
+            blob[0, :, :h, :w] = image[:, :, ::-1].transpose(2, 0, 1)  # the network reads BGR, 0..255
+        outputs = self._session.run(None, {"input": blob})
+        return decode_yunet(dict(zip(YUNET_OUTPUTS, outputs, strict=True)), pad_w, pad_h,
+                            self.score_threshold, self.nms_threshold, self.top_k)
+
+
+YUNET_OUTPUTS = tuple(f"{kind}_{stride}" for kind in ("cls", "obj", "bbox", "kps")
+                      for stride in YUNET_STRIDES)
+# The graphs declare a fixed 1x3x640x640 input, though nothing in them depends on it (OpenCV reshapes
+# them per image). In the serialised graph input "input", the two 640s (dim_value, field 1, varint
+# 80 05) become the names "H" and "W" (dim_param, field 2): three bytes each way, so no length
+# prefix around them changes and onnxruntime accepts any height and width.
+_FIXED_INPUT = bytes.fromhex("5a210a05") + b"input" + bytes.fromhex("12180a16080112120a0208010a020803"
+                                                                   "0a030880050a03088005")
+_DYNAMIC_INPUT = _FIXED_INPUT[:-10] + bytes.fromhex("0a03120148") + bytes.fromhex("0a03120157")
+
+
+@cache
+def _yunet_session(path: Path):  # -> onnxruntime.InferenceSession (imported lazily)
+    """One onnxruntime session per graph file, shared by every detector (sessions are thread-safe).
+
+    Two threads inside the session: one 320-pixel photo takes 5-6 ms on two cores against 8-9 on one
+    (the classifier's sessions use one, as they run faces in parallel themselves).
+    """
+    import onnxruntime as ort
+
+    graph = path.read_bytes()
+    if graph.count(_FIXED_INPUT) == 1:
+        graph = graph.replace(_FIXED_INPUT, _DYNAMIC_INPUT)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = min(2, _cpus())
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only
+    try:
+        session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise FerkitError(f"cannot load YuNet model {path}: {exc}") from None
+    shape = session.get_inputs()[0].shape
+    if any(isinstance(d, int) and d not in (1, 3) for d in shape):
+        raise FerkitError(f"YuNet model {path}: its input has a fixed size {shape}; ferkit needs the "
+                          "1x3x640x640 graphs of libfacedetection.train or one with a free height and width")
+    return session
+
+
+def _cpus() -> int:
+    from ferkit.cpu import available_cores
+
+    return max(1, available_cores())
+
+
+def decode_yunet(
+    outputs: dict[str, np.ndarray], pad_w: int, pad_h: int, score_threshold: float,
+    nms_threshold: float, top_k: int,
+) -> np.ndarray:
+    """YuNet's raw outputs -> (N, 15) float32 rows, as ``FaceDetectorYN::postProcess`` makes them.
+
+    Per stride, each cell of the padded input is one prior: score sqrt(cls * obj) (each clamped to
+    0..1), box centre (cell + offset) * stride and size exp(.) * stride, landmarks (cell + offset) *
+    stride; then ``dnn::NMSBoxes`` on the boxes truncated to integers.
+    """
+    rows = []
+    for stride in YUNET_STRIDES:
+        cols = pad_w // stride
+        cls = np.clip(outputs[f"cls_{stride}"].reshape(-1), 0, 1)
+        obj = np.clip(outputs[f"obj_{stride}"].reshape(-1), 0, 1)
+        score = np.sqrt(cls * obj)
+        keep = np.flatnonzero(score >= score_threshold)
+        if not len(keep):
+            continue
+        bbox = outputs[f"bbox_{stride}"].reshape(-1, 4)[keep]
+        kps = outputs[f"kps_{stride}"].reshape(-1, 10)[keep]
+        c = (keep % cols).astype(np.float32)
+        r = (keep // cols).astype(np.float32)
+        s = np.float32(stride)
+        cx, cy = (c + bbox[:, 0]) * s, (r + bbox[:, 1]) * s
+        w, h = np.exp(bbox[:, 2]) * s, np.exp(bbox[:, 3]) * s
+        marks = (kps.reshape(-1, 5, 2) + np.stack([c, r], axis=1)[:, None, :]) * s
+        rows.append(np.column_stack([cx - w / np.float32(2), cy - h / np.float32(2), w, h,
+                                     marks.reshape(-1, 10), score[keep]]).astype(np.float32))
+    if not rows:
+        return np.zeros((0, 15), np.float32)
+    faces = np.concatenate(rows)
+    if len(faces) > 1:
+        faces = faces[nms_boxes(faces[:, :4].astype(np.int32), faces[:, 14], score_threshold, nms_threshold,
+                                top_k)]
+    return faces
+
+
+def nms_boxes(
+    boxes: np.ndarray, scores: np.ndarray, score_threshold: float, nms_threshold: float, top_k: int
+) -> np.ndarray:
+    """Indices kept by ``cv::dnn::NMSBoxes`` for integer (x, y, w, h) boxes: scores above the
+    threshold, best first (ties in input order), at most ``top_k`` considered; a box goes when its
+    IoU with a kept one exceeds ``nms_threshold``."""
+    order = np.flatnonzero(scores > score_threshold)
+    order = order[np.argsort(-scores[order], kind="stable")]
+    if 0 < top_k < len(order):
+        order = order[:top_k]
+    x0, y0 = boxes[:, 0].astype(np.int64), boxes[:, 1].astype(np.int64)
+    x1, y1 = x0 + boxes[:, 2], y0 + boxes[:, 3]
+    area = boxes[:, 2].astype(np.int64) * boxes[:, 3]
+    kept: list[int] = []
+    for i in order:
+        if kept:
+            k = np.array(kept)
+            iw = np.minimum(x1[i], x1[k]) - np.maximum(x0[i], x0[k])
+            ih = np.minimum(y1[i], y1[k]) - np.maximum(y0[i], y0[k])
+            inter = np.where((iw > 0) & (ih > 0), iw * ih, 0)
+            union = area[i] + area[k] - inter
+            iou = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+            if (iou > nms_threshold).any():
+                continue
+        kept.append(int(i))
+    return np.array(kept, dtype=np.int64)
 
 
 def _yunet_box(row: np.ndarray, fx: float, fy: float, width: int, height: int) -> Box:
@@ -114,13 +234,25 @@ def _yunet_box(row: np.ndarray, fx: float, fy: float, width: int, height: int) -
                landmarks=landmarks, score=float(row[14]))
 
 
+def opencv() -> ModuleType:
+    """OpenCV, which only the Haar detector needs, or a one-line error naming the extra."""
+    try:
+        import cv2
+    except ImportError:
+        raise FerkitError(f"the Haar detector needs OpenCV 4, which is not installed: {HAAR_EXTRA} "
+                          "(or use --detector yunet, the default)") from None
+    return cv2
+
+
 def haar_cascade_path() -> Path:
     """The frontal-face cascade that ships with OpenCV 4, or a one-line error where it is absent."""
+    cv2 = opencv()
     folder = getattr(getattr(cv2, "data", None), "haarcascades", None)
     path = Path(folder) / CASCADE_FILE if folder else None
     if path is None or not path.is_file():
         raise FerkitError(f"the Haar detector needs OpenCV's cascade files, which OpenCV {cv2.__version__} "
-                          "does not ship (OpenCV 5 dropped them): use --detector yunet, the default")
+                          "does not ship (OpenCV 5 dropped them): install OpenCV 4 ({HAAR_EXTRA}) or use "
+                          "--detector yunet, the default")
     return path
 
 
@@ -146,6 +278,7 @@ class HaarDetector:
         cascade: str | Path | None = None,
     ) -> None:
         path = Path(cascade) if cascade else haar_cascade_path()
+        self._cv2 = cv2 = opencv()
         self._cascade = cv2.CascadeClassifier(str(path))
         if self._cascade.empty():
             raise FerkitError(f"cannot load Haar cascade {path}")
@@ -162,6 +295,7 @@ class HaarDetector:
         min_side = max(WINDOW, round(self.min_face * scale))
         if min(h, w) * scale < min_side:
             return []  # smaller than the smallest face looked for
+        cv2 = self._cv2
         small = cv2.resize(gray, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
         if self.equalize:
             small = cv2.equalizeHist(small)
