@@ -59,10 +59,9 @@ def cli_rows(photo_dir: Path) -> dict[tuple[str, str], dict[str, str]]:
 
 
 def two_face_frames(photo: Path, frames: int) -> Iterator[np.ndarray]:
-    """BGR frames: one face gliding left to right all along, a second that comes in at frame 120
+    """RGB frames: one face gliding left to right all along, a second that comes in at frame 120
     and leaves at 230, so that ids are born and lost inside frame ranges."""
-    face = cv2.cvtColor(portrait_face(photo, 150), cv2.COLOR_RGB2BGR)
-    base = cv2.cvtColor(background(), cv2.COLOR_RGB2BGR)
+    face, base = portrait_face(photo, 150), background()
     for i in range(frames):
         frame = base.copy()
         paste(frame, face, 10 + i * 250 // frames, 40)

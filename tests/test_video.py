@@ -1,4 +1,5 @@
-"""``ferkit video`` on a 300-frame 640x480 video of a real face moving, made at test time."""
+"""``ferkit video`` on a 300-frame 640x480 video of a real face moving, made at test time; PyAV's
+reading of rotated and other containers, still images refused without FFmpeg's noise."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ import sys
 from itertools import islice
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
+from PIL import Image
 from support.synthetic import moving_face_frames, write_video
 
 from ferkit.cli import main
+from ferkit.inference.media import VideoReader, VideoWriter
 from ferkit.inference.video import VideoAnalyzer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,11 +49,12 @@ def test_video_csv_plot_and_annotated_output(face_video, tmp_path):
         assert float(r["detection_score"]) >= 0.6
     assert abs(sum(float(rows[0][c]) for c in ("angry", "disgust", "fear", "happy", "sad", "surprise",
                                                  "neutral")) - 1) < 1e-3
-    cap = cv2.VideoCapture(str(out))
-    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == FRAMES
-    assert (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (640, 480)
-    cap.release()
-    assert plot.stat().st_size > 10_000 and plot.read_bytes()[:4] == b"\x89PNG"
+    with VideoReader(out) as cap:
+        assert cap.frames == FRAMES and cap.fps == pytest.approx(30)
+        shapes = [frame.shape for frame in cap]
+    assert len(shapes) == FRAMES and set(shapes) == {(480, 640, 3)}
+    assert plot.read_bytes()[:4] == b"\x89PNG" and Image.open(plot).size == (1000, 310)
+    assert plot.stat().st_size > 5_000  # lines and text, not a blank page
 
 
 def test_every_nth_frame_is_analysed_and_the_rest_reuse_it(recognizer, astronaut_png):
@@ -63,8 +66,86 @@ def test_every_nth_frame_is_analysed_and_the_rest_reuse_it(recognizer, astronaut
 
 
 def test_missing_camera_is_a_clear_error(capsys):
+    pytest.importorskip("cv2", reason="cameras are read through OpenCV")
     assert main(["video", "--camera", "97", "--quiet"]) == 2
     assert "cannot open camera 97" in capsys.readouterr().err
+
+
+def test_camera_without_opencv_is_a_one_line_error_naming_the_extra(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "cv2", None)  # import cv2 now raises ImportError
+    assert main(["video", "--camera", "0", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install 'ferkit[opencv]'" in err, err
+
+
+def test_a_still_image_is_a_one_line_error_without_ffmpeg_noise(astronaut_png, tmp_path):
+    """cv2.VideoCapture read a JPEG as a one-frame video and FFmpeg printed "[mjpeg @ 0x...] No JPEG
+    data found" for some; ferkit says what the file is and exits 2, nothing else on stderr."""
+    jpeg = tmp_path / "photo.jpg"
+    Image.open(astronaut_png).convert("RGB").save(jpeg)
+    disguised = tmp_path / "photo.mp4"
+    disguised.write_bytes(jpeg.read_bytes())
+    for path in (jpeg, astronaut_png, disguised):
+        proc = subprocess.run([sys.executable, "-m", "ferkit", "video", str(path), "--quiet"],
+                              cwd=REPO, capture_output=True, text=True, timeout=120)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+        want = f"ferkit: error: {path}: a still image, not a video (use ferkit predict for photos)"
+        assert lines[0] == want, proc.stderr
+
+
+def rotate_mp4(path: Path, quarter_turns: int) -> Path:
+    """Set the display matrix in an MP4's track header ('tkhd'), as a phone held upright does:
+    the frames stay as encoded, players turn them ``quarter_turns`` x 90 degrees clockwise."""
+    data = bytearray(path.read_bytes())
+    at = data.index(b"tkhd")
+    version = data[at + 4]
+    matrix_at = at + 4 + 4 + (32 if version == 1 else 20) + 16  # after times, duration, layer..volume
+    one, minus = 0x00010000, 0xFFFF0000
+    a, b, c, d = {1: (0, one, minus, 0), 2: (minus, 0, 0, minus), 3: (0, minus, one, 0)}[quarter_turns]
+    for i, v in enumerate((a, b, 0, c, d, 0, 0, 0, 0x40000000)):
+        data[matrix_at + 4 * i : matrix_at + 4 * i + 4] = v.to_bytes(4, "big")
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_rotation_metadata_is_honoured_and_other_containers_read(tmp_path):
+    """A landscape-encoded clip whose header says 'turn 90 degrees' comes out portrait, upright;
+    MKV, AVI and MOV read like MP4."""
+    frame = np.zeros((48, 64, 3), np.uint8)
+    frame[:8, :8] = (255, 0, 0)  # a red top-left corner
+    for suffix in (".mp4", ".mkv", ".avi", ".mov"):
+        path = tmp_path / f"clip{suffix}"
+        writer = VideoWriter(path, 10, (64, 48))
+        for _ in range(5):
+            writer.write(frame)
+        writer.release()
+        with VideoReader(path) as cap:
+            frames = list(cap)
+        assert len(frames) == 5 and frames[0].shape == (48, 64, 3), suffix
+        assert frames[0][2, 2, 0] > 200 and frames[0][2, 2, 1:].max() < 60, suffix
+    for turns, corner in ((1, (2, -3)), (2, (-3, -3)), (3, (-3, 2))):  # clockwise: where red goes
+        path = rotate_mp4(tmp_path / "clip.mp4", turns)
+        with VideoReader(path) as cap:
+            first = next(iter(cap))
+        assert first.shape == ((64, 48, 3) if turns % 2 else (48, 64, 3)), turns
+        assert first[corner][0] > 200 and first[corner][1:].max() < 60, (turns, first[corner])
+
+
+def test_reading_from_a_frame_seeks_to_exactly_that_frame(tmp_path):
+    """``ferkit batch video`` reads ranges: frame k of a range is frame k of the file."""
+    path = tmp_path / "count.mp4"
+    writer = VideoWriter(path, 25, (64, 48))
+    for i in range(120):
+        writer.write(np.full((48, 64, 3), 2 * i, np.uint8))
+    writer.release()
+    with VideoReader(path) as cap:
+        everything = [f[:, :, 0].mean() for f in cap]
+    for start in (0, 1, 37, 100):
+        with VideoReader(path) as cap:
+            got = [(i, f[:, :, 0].mean()) for i, f in islice(cap.iter_frames(start), 5)]
+        assert [i for i, _ in got] == list(range(start, min(start + 5, 120)))
+        assert [v for _, v in got] == pytest.approx(everything[start : start + 5], abs=1.5), start
 
 
 def test_unreadable_video_is_a_clear_error(tmp_path, capsys):
@@ -84,10 +165,9 @@ def test_camera_recording_plays_at_the_rate_frames_came(tmp_path: Path, frames: 
     for i in range(frames):
         writer.write(np.full((120, 160, 3), i * 8, np.uint8), t=0.5 + i * 0.1)
     writer.release()
-    cap = cv2.VideoCapture(str(path))
-    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(10.0, rel=0.01)
-    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == frames
-    cap.release()
+    with VideoReader(path) as cap:
+        assert cap.fps == pytest.approx(10.0, rel=0.01)
+        assert sum(1 for _ in cap) == frames
 
 
 @pytest.mark.parametrize(("option", "name", "message"), [
@@ -127,9 +207,9 @@ def test_a_face_seen_in_one_frame_is_drawn_as_dots_not_an_empty_panel(tmp_path):
     records = [FaceRecord(i, i / 30, 1, face_from_probs(probs("happy", 0.9), None)) for i in range(30)]
     records.append(FaceRecord(15, 0.5, 2, face_from_probs(probs("sad", 0.8), None)))  # one frame only
     path = plot_emotions(records, tmp_path / "emotions.png", rate=30)
-    img = cv2.imread(str(path))
+    img = np.asarray(Image.open(path).convert("RGB"))
     for k, colour in ((0, "happy"), (1, "sad")):  # the long track's panel, then the one-frame one
         top = PLOT_TOP + k * PANEL_HEIGHT + 8
         panel = img[top + 2 : top + PANEL_HEIGHT - 26, PLOT_LEFT + 2 : PLOT_WIDTH - PLOT_RIGHT - 2]
-        bgr = np.array(CLASS_COLORS[colour][::-1], np.uint8)
-        assert (panel == bgr).all(axis=2).sum() >= 9, f"panel {k + 1}: no {colour} drawn"
+        rgb = np.array(CLASS_COLORS[colour], np.uint8)
+        assert (panel == rgb).all(axis=2).sum() >= 9, f"panel {k + 1}: no {colour} drawn"

@@ -10,7 +10,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import pyarrow as pa
 import ray
 import ray.data
@@ -84,7 +83,12 @@ def setup_worker(cpus: float) -> int:
     it (two workers on two cores must not each spread over both) and freed image memory kept for
     reuse (see :func:`ferkit.cpu.keep_freed_memory`). Returns the Recognizer's thread count."""
     threads = max(1, round(cpus))
-    cv2.setNumThreads(threads)
+    try:  # OpenCV (present for the Haar detector or a camera) spreads its own threads otherwise
+        import cv2
+
+        cv2.setNumThreads(threads)
+    except ImportError:
+        pass
     keep_freed_memory()
     return threads
 

@@ -26,7 +26,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import pyarrow as pa
 import ray
@@ -119,12 +118,10 @@ def plan_ranges(source: str, error: str, frames_per_range: int) -> list[dict[str
     if error:
         return [item]
     try:
-        cap = open_capture(source)
+        with open_capture(source) as cap:
+            fps, frames = cap.fps, cap.frames
     except FerkitError as exc:
         return [{**item, "error": str(exc).removeprefix(f"{source}: ")}]
-    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
-    frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-    cap.release()
     starts = list(range(0, max(frames, 1), frames_per_range))
     ends = starts[1:] + [OPEN_END]
     return [{**item, "fps": fps, "start": s, "end": e} for s, e in zip(starts, ends, strict=True)]
@@ -154,24 +151,20 @@ class RangeAnalyser:
             return [{"source": item["source"], "error": item["error"]}]
         start, end = item["start"], item["end"]
         try:
-            cap = _open_at(item["path"], start)
+            cap = open_capture(item["path"])
         except FerkitError as exc:  # gone or changed since the driver read its header
             return [{"source": item["source"], "error": str(exc).removeprefix(f"{item['path']}: ")}]
         rows: list[dict[str, Any]] = []
         index = start
-        try:
-            while end == OPEN_END or index < end:
-                if index % self.every:
-                    if not cap.grab():
-                        break
-                else:
-                    ok, frame = cap.read()
-                    if not ok:
-                        break
+        try:  # a seek to the range's first frame (or decoding up to it), then frame by frame
+            for index, frame in cap.iter_frames(start, want=lambda i: i % self.every == 0):
+                if end != OPEN_END and index >= end:
+                    break
+                if frame is not None:
                     rows += self._face_rows(item, index, frame)
                 index += 1
         finally:
-            cap.release()
+            cap.close()
         return rows + [{"source": item["source"], "range_start": start, "range_end": end,
                         "range_read": index - start}]
 
@@ -180,23 +173,6 @@ class RangeAnalyser:
         return [{**record_row(FaceRecord(index, index / item["fps"], 0, face)), "face_id": None,
                  "source": item["source"], "face_k": k, "range_start": item["start"]}
                 for k, face in enumerate(faces)]
-
-
-def _open_at(path: str, start: int) -> cv2.VideoCapture:
-    """A capture whose next frame is ``start``: a seek where OpenCV reports landing there, else
-    frame-by-frame from the beginning (slow but exact)."""
-    cap = open_capture(path)
-    if start == 0:
-        return cap
-    cap.set(cv2.CAP_PROP_POS_FRAMES, start)
-    if int(cap.get(cv2.CAP_PROP_POS_FRAMES)) == start:
-        return cap
-    cap.release()
-    cap = open_capture(path)
-    for _ in range(start):
-        if not cap.grab():
-            break
-    return cap
 
 
 def stitch_video(group: pa.Table, every: int) -> pa.Table:

@@ -1,16 +1,18 @@
 """Draw results onto images: a box per face, its five landmarks as dots, its label and score,
 and 7 probability bars.
 
-OpenCV drawing on the RGB array: fast enough for every frame of a video.
+Pillow's ImageDraw on the RGB array, with the font Pillow bundles (no OpenCV, no font files to
+find): fast enough for every frame of a video.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
 
-import cv2
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 from ferkit.errors import FerkitError
 from ferkit.face import CLASSES
@@ -23,7 +25,13 @@ CLASS_COLORS: dict[str, tuple[int, int, int]] = {
     "happy": (255, 190, 11), "sad": (58, 134, 255), "surprise": (251, 133, 0),
     "neutral": (173, 181, 189),
 }
-FONT = cv2.FONT_HERSHEY_SIMPLEX
+FONT_PX = 26  # font size (pixels) at scale 1: about the height of OpenCV's Hershey font at 1.0
+
+
+@cache
+def font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """Pillow's bundled font at ``size`` pixels (its fixed bitmap font where FreeType is missing)."""
+    return ImageFont.load_default(size=max(6, size))
 
 
 def draw_faces(
@@ -32,49 +40,57 @@ def draw_faces(
     """A copy of ``image`` with every face (that has a box) drawn; ``ids`` prefix the labels.
     Faces with an explanation get its map blended on first, under the box and the label.
 
-    ``bgr`` says the array is in OpenCV's channel order (video frames), so colours are swapped.
+    ``bgr`` says the array is in BGR channel order (OpenCV's), so colours are swapped.
     """
     out = np.ascontiguousarray(image).copy()
     for face in faces:
         if face.explanation is not None:
             overlay_on_image(out if not bgr else out[:, :, ::-1], face.explanation)
+    if not any(face.box is not None for face in faces):
+        return out
     scale = max(0.45, min(out.shape[:2]) / 700)
     colors = {c: rgb[::-1] for c, rgb in CLASS_COLORS.items()} if bgr else CLASS_COLORS
+    canvas = Image.fromarray(out)
+    draw = ImageDraw.Draw(canvas)
     for i, face in enumerate(faces):
         if face.box is None:
             continue
         prefix = f"#{ids[i]} " if ids is not None else ""
-        _draw_box(out, face, prefix, scale, colors)
-        _draw_landmarks(out, face, scale, colors)
-        _draw_bars(out, face, scale, colors)
-    return out
+        _draw_box(draw, face, prefix, scale, colors)
+        _draw_landmarks(draw, face, scale, colors)
+        _draw_bars(canvas, draw, face, scale, colors)
+    return np.asarray(canvas).copy()
 
 
-def _draw_landmarks(img: np.ndarray, face: Face, scale: float, colors: dict) -> None:
+def _draw_landmarks(draw: ImageDraw.ImageDraw, face: Face, scale: float, colors: dict) -> None:
     """Small dots in the face's colour, ringed in black so that they show on any skin."""
     if face.landmarks is None:
         return
     radius = max(2, round(2.5 * scale))
     for x, y in face.landmarks:
-        centre = (round(x), round(y))
-        cv2.circle(img, centre, radius + 1, (0, 0, 0), -1, cv2.LINE_AA)
-        cv2.circle(img, centre, radius, colors[face.label], -1, cv2.LINE_AA)
+        cx, cy = round(x), round(y)
+        draw.ellipse((cx - radius - 1, cy - radius - 1, cx + radius + 1, cy + radius + 1), fill=(0, 0, 0))
+        draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=colors[face.label])
 
 
-def _draw_box(img: np.ndarray, face: Face, prefix: str, scale: float, colors: dict) -> None:
+def _draw_box(draw: ImageDraw.ImageDraw, face: Face, prefix: str, scale: float, colors: dict) -> None:
     b = face.box
     assert b is not None
     color = colors[face.label]
     thick = max(1, round(2 * scale))
-    cv2.rectangle(img, (b.x, b.y), (b.x + b.w, b.y + b.h), color, thick)
+    draw.rectangle((b.x, b.y, b.x + b.w, b.y + b.h), outline=color, width=thick)
     text = f"{prefix}{face.label} {face.score:.2f}{'?' if face.uncertain else ''}"
-    (tw, th), base = cv2.getTextSize(text, FONT, scale, thick)
-    top = b.y - th - base - 4 if b.y - th - base - 4 >= 0 else b.y + b.h
-    cv2.rectangle(img, (b.x, top), (b.x + tw + 4, top + th + base + 4), color, -1)
-    cv2.putText(img, text, (b.x + 2, top + th + 2), FONT, scale, (0, 0, 0), thick, cv2.LINE_AA)
+    f = font(round(FONT_PX * scale))
+    left, top_, right, bottom = draw.textbbox((0, 0), text, font=f)
+    tw, th = right - left, bottom - top_
+    top = b.y - th - 8 if b.y - th - 8 >= 0 else b.y + b.h
+    draw.rectangle((b.x, top, b.x + tw + 6, top + th + 8), fill=color)
+    draw.text((b.x + 3 - left, top + 4 - top_), text, fill=(0, 0, 0), font=f)
 
 
-def _draw_bars(img: np.ndarray, face: Face, scale: float, colors: dict) -> None:
+def _draw_bars(
+    canvas: Image.Image, draw: ImageDraw.ImageDraw, face: Face, scale: float, colors: dict
+) -> None:
     """Seven bars with class initials beside the box (right side, or left if no room)."""
     b = face.box
     assert b is not None
@@ -82,19 +98,20 @@ def _draw_bars(img: np.ndarray, face: Face, scale: float, colors: dict) -> None:
     bar_max = max(30, round(90 * scale))
     label_w = round(30 * scale) + 6
     panel_w, panel_h = label_w + bar_max + 4, row * len(CLASSES) + 4
-    h, w = img.shape[:2]
+    w, h = canvas.size
     x0 = b.x + b.w + 4 if b.x + b.w + 4 + panel_w <= w else max(0, b.x - panel_w - 4)
     y0 = min(max(0, b.y), max(0, h - panel_h))
-    roi = img[y0 : y0 + panel_h, x0 : x0 + panel_w]
-    roi[:] = (roi * 0.4).astype(np.uint8)  # darken the background so bars read on any photo
-    font_scale = 0.6 * row / 16
+    area = (x0, y0, min(w, x0 + panel_w), min(h, y0 + panel_h))
+    canvas.paste(canvas.crop(area).point(lambda v: int(v * 0.4)), area[:2])  # bars read on any photo
+    f = font(round(0.75 * row))
     for i, cls in enumerate(CLASSES):
         y = y0 + 2 + i * row
         length = round(face.probabilities[cls] * bar_max)
-        cv2.putText(img, cls[:3], (x0 + 2, y + row - 3), FONT, font_scale, (255, 255, 255), 1, cv2.LINE_AA)
+        left, top, _, bottom = draw.textbbox((0, 0), cls[:3], font=f)
+        text_y = y + 2 + (row - 2 - (bottom - top)) // 2 - top
+        draw.text((x0 + 2 - left, text_y), cls[:3], fill=(255, 255, 255), font=f)
         if length:
-            cv2.rectangle(img, (x0 + label_w, y + 2), (x0 + label_w + length, y + row - 2),
-                          colors[cls], -1)
+            draw.rectangle((x0 + label_w, y + 2, x0 + label_w + length, y + row - 2), fill=colors[cls])
 
 
 def save_annotated(rgb: np.ndarray, prediction: Prediction, path: str | Path) -> Path:
@@ -106,6 +123,9 @@ def save_rgb(rgb: np.ndarray, path: str | Path) -> Path:
     """Write an RGB uint8 array (format from the suffix), making the folder if needed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)):
-        raise FerkitError(f"{path}: cannot write image")
+    try:
+        Image.fromarray(np.ascontiguousarray(rgb)).save(path)
+    except (OSError, ValueError, KeyError) as exc:  # KeyError/ValueError: a suffix Pillow cannot write
+        path.unlink(missing_ok=True)
+        raise FerkitError(f"{path}: cannot write image ({exc})") from None
     return path

@@ -125,8 +125,10 @@ _DYNAMIC_INPUT = _FIXED_INPUT[:-10] + bytes.fromhex("0a03120148") + bytes.fromhe
 def _yunet_session(path: Path):  # -> onnxruntime.InferenceSession (imported lazily)
     """One onnxruntime session per graph file, shared by every detector (sessions are thread-safe).
 
-    Two threads inside the session: one 320-pixel photo takes 5-6 ms on two cores against 8-9 on one
-    (the classifier's sessions use one, as they run faces in parallel themselves).
+    One thread: on the 2-core machine a 320x320 photo took 5.2 ms on one thread and 5.3 on two
+    (the best of 60 runs beside other jobs), and video, serve and Ray already run detectors side
+    by side. onnxruntime's warnings (outputs smaller than the graph's declared 640x640 sizes) are
+    silenced: the sizes follow the input's, as intended.
     """
     import onnxruntime as ort
 
@@ -134,7 +136,7 @@ def _yunet_session(path: Path):  # -> onnxruntime.InferenceSession (imported laz
     if graph.count(_FIXED_INPUT) == 1:
         graph = graph.replace(_FIXED_INPUT, _DYNAMIC_INPUT)
     options = ort.SessionOptions()
-    options.intra_op_num_threads = min(2, _cpus())
+    options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors only
     try:
@@ -146,12 +148,6 @@ def _yunet_session(path: Path):  # -> onnxruntime.InferenceSession (imported laz
         raise FerkitError(f"YuNet model {path}: its input has a fixed size {shape}; ferkit needs the "
                           "1x3x640x640 graphs of libfacedetection.train or one with a free height and width")
     return session
-
-
-def _cpus() -> int:
-    from ferkit.cpu import available_cores
-
-    return max(1, available_cores())
 
 
 def decode_yunet(

@@ -24,10 +24,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from ferkit.face import FACE_SIZE, Box
+from ferkit.imageops import invert_affine, jet, resize, warp_affine
 from ferkit.inference.crop import CROP_SCALE, alignment_matrix, square_around
 
 PATCH = 12
@@ -51,7 +51,7 @@ class Explanation:
         return Explanation(self.heatmap, self.crop_to_image * factor)
 
     def to_dict(self) -> dict[str, object]:
-        small = cv2.resize(self.heatmap, (JSON_SIDE, JSON_SIDE), interpolation=cv2.INTER_AREA)
+        small = resize(self.heatmap, (JSON_SIDE, JSON_SIDE), "area")
         return {"heatmap": np.round(small, 3).tolist(), "crop_size": FACE_SIZE, "full_scale": FULL_SCALE,
                 "crop_to_image": np.round(self.crop_to_image, 4).tolist()}
 
@@ -111,14 +111,14 @@ def crop_to_image(box: Box | None, image_size: tuple[int, int]) -> np.ndarray:
         matrix = np.array([[s, 0, -x * s], [0, s, -y * s]])
     if matrix is None:
         matrix = np.array([[FACE_SIZE / width, 0, 0], [0, FACE_SIZE / height, 0]])
-    return cv2.invertAffineTransform(matrix.astype(np.float64))
+    return invert_affine(matrix.astype(np.float64))
 
 
 def colorize(heatmap: np.ndarray, full_scale: float = FULL_SCALE) -> np.ndarray:
     """RGB colour image of a map, ``full_scale`` and above at the hot end: one scale for all
     faces, so that a face whose answer hangs on no one part shows no hot spot."""
     level = np.clip(heatmap / full_scale * 255, 0, 255).astype(np.uint8)
-    return cv2.cvtColor(cv2.applyColorMap(level, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+    return jet(level)
 
 
 def alpha_of(heatmap: np.ndarray, full_scale: float = FULL_SCALE, opacity: float = 0.6) -> np.ndarray:
@@ -128,9 +128,9 @@ def alpha_of(heatmap: np.ndarray, full_scale: float = FULL_SCALE, opacity: float
 
 def overlay_on_face(face: np.ndarray, heatmap: np.ndarray, size: int = 192) -> np.ndarray:
     """The 48x48 face, enlarged to ``size``, with its map blended on top (RGB uint8)."""
-    big = cv2.resize(face, (size, size), interpolation=cv2.INTER_CUBIC)
+    big = resize(face, (size, size), "cubic")
     rgb = np.repeat(big[:, :, None], 3, axis=2).astype(np.float32)
-    heat = cv2.resize(heatmap, (size, size), interpolation=cv2.INTER_LINEAR)
+    heat = resize(heatmap, (size, size), "linear")
     alpha = alpha_of(heat)[:, :, None]
     return (rgb * (1 - alpha) + colorize(heat) * alpha).astype(np.uint8)
 
@@ -140,16 +140,27 @@ def overlay_on_image(image: np.ndarray, explanation: Explanation) -> np.ndarray:
     onto the face."""
     h, w = image.shape[:2]
     matrix = explanation.crop_to_image
-    heat = cv2.warpAffine(explanation.heatmap, matrix, (w, h), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    # Only the crop's footprint in the photo (its corners, through the matrix) is warped, not the
+    # whole photo: a 12-megapixel photo would otherwise take seconds per face.
+    edge = FACE_SIZE
+    corners = np.array([[-1, -1, 1], [edge, -1, 1], [-1, edge, 1], [edge, edge, 1]], float)
+    spots = corners @ np.asarray(matrix, float).T
+    fx0, fy0 = np.floor(spots.min(axis=0)).astype(int) - 1
+    fx1, fy1 = np.ceil(spots.max(axis=0)).astype(int) + 2
+    fx0, fy0, fx1, fy1 = max(0, fx0), max(0, fy0), min(w, fx1), min(h, fy1)
+    if fx0 >= fx1 or fy0 >= fy1:
+        return image
+    shifted = np.asarray(matrix, float) - [[0, 0, fx0], [0, 0, fy0]]
+    heat = warp_affine(explanation.heatmap.astype(np.float32), shifted, (fx1 - fx0, fy1 - fy0), "constant")
     alpha = alpha_of(heat)[:, :, None]
     rows, cols = np.nonzero(alpha[:, :, 0] > 0.01)
     if not len(rows):
         return image
     y0, y1, x0, x1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    heat, alpha = heat[y0:y1, x0:x1], alpha[y0:y1, x0:x1]
+    y0, y1, x0, x1 = y0 + fy0, y1 + fy0, x0 + fx0, x1 + fx0
     if not image.flags.writeable:
         image = image.copy()
     part = image[y0:y1, x0:x1].astype(np.float32)
-    a = alpha[y0:y1, x0:x1]
-    image[y0:y1, x0:x1] = (part * (1 - a) + colorize(heat[y0:y1, x0:x1]) * a).astype(np.uint8)
+    image[y0:y1, x0:x1] = (part * (1 - alpha) + colorize(heat) * alpha).astype(np.uint8)
     return image

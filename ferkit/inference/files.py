@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-import cv2
 import numpy as np
 
 from ferkit.errors import ImageError
 from ferkit.face import CLASSES, FACE_SIZE
 from ferkit.imageio import IMAGE_SUFFIXES, load_image
+from ferkit.imageops import resize
 from ferkit.inference.types import (
     LANDMARK_COLUMNS,
     LANDMARK_DECIMALS,
@@ -290,9 +290,9 @@ def explain_paths(items: list[str], recognizer: Recognizer, out_dir: str | Path,
             stem = photo.name.removesuffix(".annotated.png")
             size = 4 * FACE_SIZE
             files = {kind: out_dir / f"{stem}.face{i}.{kind}.png" for kind in ("crop", "heatmap", "overlay")}
-            big = cv2.resize(crop, (size, size), interpolation=cv2.INTER_CUBIC)
+            big = resize(crop, (size, size), "cubic")
             save_rgb(np.repeat(big[:, :, None], 3, axis=2), files["crop"])
-            heat_big = cv2.resize(heat, (size, size), interpolation=cv2.INTER_LINEAR)
+            heat_big = resize(heat, (size, size), "linear")
             save_rgb(colorize(heat_big), files["heatmap"])
             save_rgb(overlay_on_face(crop, heat, size), files["overlay"])
             flag = " (uncertain)" if face.uncertain else ""

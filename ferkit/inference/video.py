@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import csv
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import cv2
 import numpy as np
+from PIL import Image, ImageDraw
 
 from ferkit.errors import FerkitError
 from ferkit.face import CLASSES
 from ferkit.inference.annotate import draw_faces
+from ferkit.inference.media import VideoReader, VideoWriter
 from ferkit.inference.tracking import IouTracker
 from ferkit.inference.types import (
     LANDMARK_COLUMNS,
@@ -70,30 +71,9 @@ class VideoSummary:
                 f"{len(self.track_ids)} tracked face(s), {self.fps:.1f} frames/s")
 
 
-def open_capture(source: str | Path | int) -> cv2.VideoCapture:
-    """A capture for a file path or a camera index, or a clear error if there is none."""
-    if isinstance(source, int):
-        cap = cv2.VideoCapture(source)
-        if not cap.isOpened():
-            raise FerkitError(f"cannot open camera {source}: no such camera, or it is busy "
-                              "or not permitted (check /dev/video*)")
-        return cap
-    path = Path(source)
-    if not path.is_file():
-        raise FerkitError(f"{path}: no such video file")
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise FerkitError(f"{path}: cannot decode this video (unknown or corrupt format)")
-    return cap
-
-
-def read_frames(cap: cv2.VideoCapture) -> Iterator[np.ndarray]:
-    """BGR frames until the stream ends."""
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            return
-        yield frame
+def open_capture(source: str | Path | int) -> VideoReader:
+    """A reader for a file path (PyAV) or a camera index (OpenCV), or a clear one-line error."""
+    return VideoReader(source)
 
 
 class VideoAnalyzer:
@@ -107,11 +87,11 @@ class VideoAnalyzer:
         self.tracker = make_tracker(every)
         self._last: tuple[list[Face], list[int]] = ([], [])
 
-    def analyse(self, index: int, bgr: np.ndarray) -> tuple[list[Face], list[int], bool]:
+    def analyse(self, index: int, rgb: np.ndarray) -> tuple[list[Face], list[int], bool]:
         """(faces, their ids, whether this frame was analysed); skipped frames repeat the last."""
         if index % self.every:
             return (*self._last, False)
-        faces = frame_faces(self.recognizer, bgr)
+        faces = frame_faces(self.recognizer, rgb)
         ids = self.tracker.update([f.box for f in faces])
         self._last = (faces, ids)
         return faces, ids, True
@@ -123,10 +103,10 @@ def make_tracker(every: int) -> IouTracker:
     return IouTracker(max_missed=max(2, 15 // every))
 
 
-def frame_faces(recognizer: Recognizer, bgr: np.ndarray) -> list[Face]:
-    """The faces of one BGR frame, classified in one forward pass, in the detector's order (the
+def frame_faces(recognizer: Recognizer, rgb: np.ndarray) -> list[Face]:
+    """The faces of one RGB frame, classified in one forward pass, in the detector's order (the
     order the tracker reads them in). ``ferkit batch video`` calls it on its frame ranges."""
-    boxes, crops = recognizer.locate(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    boxes, crops = recognizer.locate(rgb)
     probs = recognizer.classify(crops) if len(boxes) else np.empty((0, len(CLASSES)))
     return [face_from_probs(p.tolist(), b, recognizer.uncertain_below)
             for p, b in zip(probs, boxes, strict=True)]
@@ -146,18 +126,18 @@ def analyse_video(
 
     analyzer = VideoAnalyzer(recognizer, every)  # validates `every` before the capture opens
     cap = open_capture(source)
-    camera = isinstance(source, int)
-    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
-    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if not camera else 0
+    camera = cap.camera
+    fps = cap.fps
+    total = cap.frames
     records: list[FaceRecord] = []
     summary = VideoSummary()
-    writer: cv2.VideoWriter | LiveVideoWriter | None = None
+    writer: VideoWriter | LiveVideoWriter | None = None
     rows = csv_file = None
     start = time.perf_counter()
     try:
         rows, csv_file = _open_csv(csv_path)
         bar = tqdm(total=total or None, unit="frame", disable=not progress, desc="video")
-        for index, frame in enumerate(read_frames(cap)):
+        for index, frame in enumerate(cap):
             t = time.perf_counter() - start if camera else index / fps
             faces, ids, analysed = analyzer.analyse(index, frame)
             if analysed:
@@ -166,7 +146,7 @@ def analyse_video(
                 records.extend(new)
                 _write_rows(rows, new)
             if out is not None:
-                annotated = draw_faces(frame, faces, ids, bgr=True)
+                annotated = draw_faces(frame, faces, ids)
                 if camera:
                     writer = writer or LiveVideoWriter(out, fps)
                     writer.write(annotated, t)
@@ -180,7 +160,7 @@ def analyse_video(
         pass  # a camera runs until Ctrl-C: keep what was recorded
     finally:
         summary.seconds = time.perf_counter() - start
-        cap.release()
+        cap.close()
         try:
             if writer is not None:
                 writer.release()
@@ -234,7 +214,7 @@ class LiveVideoWriter:
         self.path, self.nominal_fps, self.warmup_s = path, nominal_fps, warmup_s
         self.held: list[np.ndarray] = []
         self.times: list[float] = []
-        self.writer: cv2.VideoWriter | None = None
+        self.writer: VideoWriter | None = None
 
     @property
     def fps(self) -> float:
@@ -265,24 +245,22 @@ class LiveVideoWriter:
             self.writer.release()
 
 
-def _open_writer(path: str | Path, fps: float, shape: tuple[int, ...]) -> cv2.VideoWriter:
+def _open_writer(path: str | Path, fps: float, shape: tuple[int, ...]) -> VideoWriter:
     h, w = shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    if not writer.isOpened():
-        raise FerkitError(f"{path}: cannot write video here (use an .mp4 name in a writable folder)")
-    return writer
+    return VideoWriter(path, fps, (w, h))
 
 
-# The emotion plot, drawn with OpenCV (no plotting library): sizes in pixels.
+# The emotion plot, drawn with Pillow (no plotting library): sizes in pixels.
 PLOT_WIDTH, PANEL_HEIGHT, PLOT_LEFT, PLOT_RIGHT, PLOT_TOP, PLOT_BOTTOM = 1000, 220, 110, 20, 44, 46
 INK, GRID = (40, 40, 40), (225, 225, 225)
+SMALL, LABEL = 12, 14  # font sizes, pixels
 
 
 def plot_emotions(records: list[FaceRecord], path: str | Path, rate: float, max_faces: int = 4) -> Path:
     """One panel per tracked face (the ``max_faces`` seen longest): each class's probability over
     time, smoothed over about half a second so that the trend, not frame noise, shows (PNG). A
     face seen in one analysed frame only gets a dot per class."""
-    from ferkit.inference.annotate import CLASS_COLORS, FONT
+    from ferkit.inference.annotate import CLASS_COLORS, font
 
     by_id: dict[int, list[FaceRecord]] = {}
     for r in records:
@@ -291,14 +269,14 @@ def plot_emotions(records: list[FaceRecord], path: str | Path, rate: float, max_
     times = [r.time_s for r in records] or [0.0]
     t0, t1 = min(times), max(max(times), min(times) + 1e-6)
     height = PLOT_TOP + PANEL_HEIGHT * len(ids) + PLOT_BOTTOM
-    img = np.full((height, PLOT_WIDTH, 3), 255, np.uint8)
+    img = Image.new("RGB", (PLOT_WIDTH, height), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
     x0, x1 = PLOT_LEFT, PLOT_WIDTH - PLOT_RIGHT
-    colors = {c: rgb[::-1] for c, rgb in CLASS_COLORS.items()}  # imwrite takes BGR
 
     def x_of(t: float) -> int:
         return round(x0 + (t - t0) / (t1 - t0) * (x1 - x0))
 
-    _plot_legend(img, colors, FONT)
+    _plot_legend(draw, CLASS_COLORS)
     window = max(1, round(rate / 2))
     for k, face_id in enumerate(ids):
         top = PLOT_TOP + k * PANEL_HEIGHT + 8
@@ -306,48 +284,55 @@ def plot_emotions(records: list[FaceRecord], path: str | Path, rate: float, max_
         track = by_id.get(face_id, [])
         for v in (0.0, 0.5, 1.0):
             y = round(bottom - v * (bottom - top))
-            cv2.line(img, (x0, y), (x1, y), GRID, 1)
-            cv2.putText(img, f"{v:g}", (x0 - 28, y + 5), FONT, 0.45, INK, 1, cv2.LINE_AA)
-        cv2.putText(img, f"face #{face_id}" if track else "no face found", (6, (top + bottom) // 2 + 5),
-                    FONT, 0.5, INK, 1, cv2.LINE_AA)
+            draw.line((x0, y, x1, y), fill=GRID, width=1)
+            draw.text((x0 - 28, y - SMALL // 2 - 1), f"{v:g}", fill=INK, font=font(SMALL))
+        draw.text((6, (top + bottom) // 2 - LABEL // 2), f"face #{face_id}" if track else "no face found",
+                  fill=INK, font=font(LABEL))
         for c in CLASSES:
             values = _moving_average([r.face.probabilities[c] for r in track], window)
-            points = np.array([(x_of(r.time_s), round(bottom - v * (bottom - top)))
-                               for r, v in zip(track, values, strict=True)], np.int32)
+            points = [(x_of(r.time_s), round(bottom - v * (bottom - top)))
+                      for r, v in zip(track, values, strict=True)]
             if len(points) >= 2:
-                cv2.polylines(img, [points], False, colors[c], 2, cv2.LINE_AA)
+                draw.line(points, fill=CLASS_COLORS[c], width=2, joint="curve")
             elif len(points) == 1:  # one point draws no line: a dot instead
-                cv2.circle(img, (int(points[0][0]), int(points[0][1])), 4, colors[c], -1, cv2.LINE_AA)
-        cv2.rectangle(img, (x0, top), (x1, bottom), INK, 1)
-    _plot_time_axis(img, t0, t1, x_of, height - PLOT_BOTTOM + 4, FONT)
-    if not cv2.imwrite(str(path), img):
-        raise FerkitError(f"{path}: cannot write the plot (use a .png name in a writable folder)")
+                (px, py), = points
+                draw.ellipse((px - 4, py - 4, px + 4, py + 4), fill=CLASS_COLORS[c])
+        draw.rectangle((x0, top, x1, bottom), outline=INK, width=1)
+    _plot_time_axis(draw, t0, t1, x_of, height - PLOT_BOTTOM + 4)
+    try:
+        img.save(path, format="PNG")
+    except (OSError, ValueError):
+        raise FerkitError(f"{path}: cannot write the plot (use a .png name in a writable folder)") from None
     return Path(path)
 
 
-def _plot_legend(img: np.ndarray, colors: dict[str, tuple[int, int, int]], font: int) -> None:
+def _plot_legend(draw: ImageDraw.ImageDraw, colors: dict[str, tuple[int, int, int]]) -> None:
     """The seven classes in a row across the top: a short line in each class's colour, its name."""
+    from ferkit.inference.annotate import font
+
     step = (PLOT_WIDTH - PLOT_LEFT - PLOT_RIGHT) // len(CLASSES)
     for i, c in enumerate(CLASSES):
         x = PLOT_LEFT + i * step
-        cv2.line(img, (x, 22), (x + 24, 22), colors[c], 3, cv2.LINE_AA)
-        cv2.putText(img, c, (x + 30, 27), font, 0.5, INK, 1, cv2.LINE_AA)
+        draw.line((x, 22, x + 24, 22), fill=colors[c], width=3)
+        draw.text((x + 30, 22 - LABEL // 2 - 1), c, fill=INK, font=font(LABEL))
 
 
 def _plot_time_axis(
-    img: np.ndarray, t0: float, t1: float, x_of: Callable[[float], int], y: int, font: int
+    draw: ImageDraw.ImageDraw, t0: float, t1: float, x_of: Callable[[float], int], y: int
 ) -> None:
     """Ticks at a round step (about eight of them) and the axis label, below the last panel."""
+    from ferkit.inference.annotate import font
+
     raw = (t1 - t0) / 8
     magnitude = 10 ** np.floor(np.log10(raw)) if raw > 0 else 1.0
     step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
     t = np.ceil(t0 / step) * step
     while t <= t1 + 1e-9:
         x = x_of(t)
-        cv2.line(img, (x, y - 6), (x, y), INK, 1)
-        cv2.putText(img, f"{t:g}", (x - 10, y + 16), font, 0.45, INK, 1, cv2.LINE_AA)
+        draw.line((x, y - 6, x, y), fill=INK, width=1)
+        draw.text((x - 10, y + 4), f"{t:g}", fill=INK, font=font(SMALL))
         t += step
-    cv2.putText(img, "time (s)", ((PLOT_LEFT + PLOT_WIDTH) // 2 - 30, y + 36), font, 0.5, INK, 1, cv2.LINE_AA)
+    draw.text(((PLOT_LEFT + PLOT_WIDTH) // 2 - 30, y + 22), "time (s)", fill=INK, font=font(LABEL))
 
 
 def _moving_average(values: list[float], window: int) -> np.ndarray:

@@ -11,12 +11,13 @@ import math
 from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from ferkit.face import Box
 from ferkit.imageio import load_image
+from ferkit.imageops import resize
 from ferkit.inference.detect import YuNetDetector
+from ferkit.inference.media import VideoWriter
 
 CANVAS = (480, 640)  # height, width
 
@@ -31,9 +32,9 @@ def portrait_face(photo: str | Path, side: int, context: float = 1.8) -> np.ndar
     b = boxes[0]
     half = round(b.w * context / 2)
     cx, cy = b.x + b.w // 2, b.y + b.h // 2
-    padded = cv2.copyMakeBorder(rgb, half, half, half, half, cv2.BORDER_REFLECT)
+    padded = np.pad(rgb, ((half, half), (half, half), (0, 0)), mode="symmetric")  # mirrored, edge twice
     cut = padded[cy : cy + 2 * half, cx : cx + 2 * half]
-    return cv2.resize(cut, (side, side), interpolation=cv2.INTER_AREA)
+    return resize(cut, (side, side), "area")
 
 
 def background(shape: tuple[int, int] = CANVAS) -> np.ndarray:
@@ -63,9 +64,9 @@ def group_photo(photo: str | Path, faces: int = 3, side: int = 150) -> np.ndarra
 
 
 def moving_face_frames(photo: str | Path, frames: int = 300, side: int = 160) -> Iterator[np.ndarray]:
-    """BGR frames of the face gliding along a smooth loop over the canvas (a few px per frame)."""
-    face = cv2.cvtColor(portrait_face(photo, side), cv2.COLOR_RGB2BGR)
-    base = cv2.cvtColor(background(), cv2.COLOR_RGB2BGR)
+    """RGB frames of the face gliding along a smooth loop over the canvas (a few px per frame)."""
+    face = portrait_face(photo, side)
+    base = background()
     span_x, span_y = CANVAS[1] - side, CANVAS[0] - side
     for i in range(frames):
         t = 2 * math.pi * i / frames
@@ -77,12 +78,12 @@ def moving_face_frames(photo: str | Path, frames: int = 300, side: int = 160) ->
 
 
 def write_video(frames: Iterator[np.ndarray], path: str | Path, fps: float = 30.0) -> Path:
-    """Write BGR frames as an mp4v .mp4 (what OpenCV's own encoder provides everywhere)."""
+    """Write RGB frames as an MPEG-4 .mp4 through PyAV (ferkit's own video writer)."""
     writer = None
     for frame in frames:
         if writer is None:
             h, w = frame.shape[:2]
-            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+            writer = VideoWriter(path, fps, (w, h))
         writer.write(frame)
     if writer is not None:
         writer.release()

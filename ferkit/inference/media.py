@@ -1,0 +1,224 @@
+"""Video in and out through PyAV (FFmpeg's libraries, bundled in its wheel): no OpenCV needed.
+
+Reading honours the rotation a phone stores in the file (the display matrix: a portrait clip
+recorded as landscape frames comes out upright) and takes whatever FFmpeg demuxes (MP4, MOV,
+MKV, WebM, AVI, MPEG-TS, animated GIF...). Frames come out as RGB uint8. A still image is refused
+with a one-line error (``ferkit predict`` is for photos); FFmpeg's own log is silenced, so a bad
+file gives ferkit's error and nothing else. Writing makes MPEG-4 Part 2 video (OpenCV's "mp4v",
+which ferkit wrote before) in the container the file name says.
+
+A camera (an int source) is read through OpenCV where it is installed (``pip install
+'ferkit[opencv]'``): PyAV opens cameras only through platform-specific device names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ferkit.errors import FerkitError
+from ferkit.imageio import IMAGE_SUFFIXES
+
+OPENCV_EXTRA = "pip install 'ferkit[opencv]'"
+# Demuxers that read single pictures (FFmpeg names the per-format ones *_pipe).
+STILL_FORMATS = ("image2", "image2pipe")
+# MPEG-4 Part 2 at about 0.2 bits per pixel: close to what OpenCV's "mp4v" writer gave.
+BITS_PER_PIXEL = 0.2
+
+
+def _av() -> Any:
+    """PyAV with FFmpeg's log silenced (ferkit reports what went wrong itself)."""
+    import av
+    import av.logging
+
+    av.logging.set_level(None)
+    return av
+
+
+def _rotated(rgb: np.ndarray, degrees: float) -> np.ndarray:
+    """A decoded frame turned as its display matrix says (``degrees`` anticlockwise, FFmpeg's
+    sign), so that it shows the way players show it."""
+    quarter = round(degrees / 90) % 4
+    return np.ascontiguousarray(np.rot90(rgb, quarter)) if quarter else rgb
+
+
+class VideoReader:
+    """RGB frames of a video file (PyAV) or a camera (OpenCV); ``fps`` and ``frames`` (0: unknown)
+    from the header. Use as a context manager or call :meth:`close`."""
+
+    def __init__(self, source: str | Path | int) -> None:
+        self.source = source
+        self.camera = isinstance(source, int)
+        self._container: Any = None
+        self._capture: Any = None
+        if isinstance(source, int):
+            self._open_camera(source)
+        else:
+            self._open_file(Path(source))
+
+    def _open_camera(self, index: int) -> None:
+        try:
+            import cv2
+        except ImportError:
+            raise FerkitError(f"reading camera {index} needs OpenCV, which is not installed: "
+                              f"{OPENCV_EXTRA} (video files need no OpenCV)") from None
+        self._capture = cv2.VideoCapture(index)
+        if not self._capture.isOpened():
+            raise FerkitError(f"cannot open camera {index}: no such camera, or it is busy "
+                              "or not permitted (check /dev/video*)")
+        self.fps = float(self._capture.get(cv2.CAP_PROP_FPS) or 30.0)
+        self.frames = 0
+
+    def _open_file(self, path: Path) -> None:
+        if not path.is_file():
+            raise FerkitError(f"{path}: no such video file")
+        av = _av()
+        try:
+            self._container = av.open(str(path), "r")
+        except (av.FFmpegError, UnicodeDecodeError, ValueError):
+            raise FerkitError(f"{path}: cannot decode this video (unknown or corrupt format)") from None
+        name = self._container.format.name
+        still = name in STILL_FORMATS or name.endswith("_pipe")
+        if still or path.suffix.lower() in IMAGE_SUFFIXES - {".gif"}:
+            self.close()
+            raise FerkitError(f"{path}: a still image, not a video (use ferkit predict for photos)")
+        if not self._container.streams.video:
+            self.close()
+            raise FerkitError(f"{path}: holds no video stream")
+        self._stream = stream = self._container.streams.video[0]
+        stream.thread_type = "AUTO"  # frame and slice threads: decoding is the smaller cost here
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        self.fps = float(rate) if rate else 30.0
+        self.frames = int(stream.frames or 0)
+        if not self.frames and stream.duration and stream.time_base:
+            self.frames = round(float(stream.duration * stream.time_base) * self.fps)
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+        if self._capture is not None:
+            self._capture.release()
+            self._capture = None
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        """Every frame, RGB, until the stream ends."""
+        for _, rgb in self.iter_frames():
+            assert rgb is not None
+            yield rgb
+
+    def iter_frames(
+        self, start: int = 0, want: Callable[[int], bool] | None = None
+    ) -> Iterator[tuple[int, np.ndarray | None]]:
+        """(index, RGB frame) from frame ``start`` on; frames ``want(index)`` refuses come as
+        (index, None), decoded but not converted (cheaper). A file whose data goes bad midway
+        ends there, as a truncated download does."""
+        if self._capture is not None:
+            yield from self._camera_frames(want)
+            return
+        av = _av()
+        frames = self._decoded(start)
+        index = start
+        while True:
+            try:
+                frame = next(frames)
+            except StopIteration:
+                return
+            except av.FFmpegError:
+                return  # corrupt data: the frames so far are what the file holds
+            if want is not None and not want(index):
+                yield index, None
+            else:
+                yield index, _rotated(frame.to_ndarray(format="rgb24"), frame.rotation or 0)
+            index += 1
+
+    def _camera_frames(self, want: Callable[[int], bool] | None) -> Iterator[tuple[int, np.ndarray | None]]:
+        index = 0
+        while True:
+            ok, bgr = self._capture.read()
+            if not ok:
+                return
+            yield index, (bgr[:, :, ::-1].copy() if want is None or want(index) else None)
+            index += 1
+
+    def _decoded(self, start: int) -> Iterator[Any]:
+        """Decoded frames from frame ``start``: a seek to the keyframe before it where the stream
+        has timestamps at a constant rate, then decoding up to it; else from the beginning."""
+        stream = self._stream
+        if start > 0 and stream.time_base and stream.average_rate:
+            first = stream.start_time or 0
+            target = first + int(Fraction(start) / Fraction(stream.average_rate) / stream.time_base)
+            try:
+                self._container.seek(target, backward=True, any_frame=False, stream=stream)
+                frames = self._container.decode(stream)
+                head = next(frames)
+            except (_av().FFmpegError, StopIteration):
+                head = None
+            if head is not None and head.pts is not None:
+                at = round(float((head.pts - first) * stream.time_base * stream.average_rate))
+                if at <= start:
+                    return self._skip(head, frames, start - at)
+            self._container.seek(0, backward=True, any_frame=False, stream=stream)
+        frames = self._container.decode(stream)
+        for _ in range(start):
+            if next(frames, None) is None:
+                break
+        return frames
+
+    @staticmethod
+    def _skip(head: Any, frames: Iterator[Any], count: int) -> Iterator[Any]:
+        """``head`` and ``frames`` after the first ``count`` of them."""
+        if count == 0:
+            yield head
+        for i, frame in enumerate(frames, 1):
+            if i >= count:
+                yield frame
+
+
+class VideoWriter:
+    """RGB frames into a video file through PyAV: MPEG-4 Part 2 at ``fps``, frames of ``size``
+    (width, height). The container comes from the suffix (.mp4, .mkv, .avi, .mov)."""
+
+    def __init__(self, path: str | Path, fps: float, size: tuple[int, int]) -> None:
+        av = _av()
+        self.path = Path(path)
+        w, h = size
+        try:
+            self._container = av.open(str(self.path), "w")
+        except (av.FFmpegError, ValueError, OSError):
+            raise FerkitError(f"{path}: cannot write video here (use an .mp4 name in a writable folder)"
+                              ) from None
+        try:
+            rate = Fraction(fps).limit_denominator(1001) if fps > 0 else Fraction(30)
+            self._stream = self._container.add_stream("mpeg4", rate=rate)
+            self._stream.width, self._stream.height = w, h
+            self._stream.pix_fmt = "yuv420p"
+            self._stream.bit_rate = max(400_000, int(w * h * float(rate) * BITS_PER_PIXEL))
+        except (av.FFmpegError, ValueError):
+            self._container.close()
+            raise FerkitError(f"{path}: cannot write MPEG-4 video in this container (use an .mp4 name)"
+                              ) from None
+
+    def write(self, rgb: np.ndarray) -> None:
+        av = _av()
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+
+    def release(self) -> None:
+        """Flush the encoder and close the file."""
+        try:
+            for packet in self._stream.encode():
+                self._container.mux(packet)
+        finally:
+            self._container.close()
