@@ -11,6 +11,7 @@ or not at all, which differed from it by up to 59 grey levels at edges).
 
 from __future__ import annotations
 
+import io
 import math
 from typing import Literal
 
@@ -48,7 +49,7 @@ def resize(image: np.ndarray, size: tuple[int, int], interpolation: Interpolatio
         return image.copy()
     if (interpolation == "area" and image.dtype == np.uint8 and image.shape[1] % w == 0
             and image.shape[0] % h == 0):  # whole blocks (1080p -> 320x180): Pillow averages them fast
-        return np.asarray(Image.fromarray(np.ascontiguousarray(image)).reduce(
+        return np.array(Image.fromarray(np.ascontiguousarray(image)).reduce(
             (image.shape[1] // w, image.shape[0] // h)))
     if interpolation == "area" and w <= image.shape[1] and h <= image.shape[0]:
         out = _area_shrink(_area_shrink(image, w, axis=1), h, axis=0)  # columns first: faster
@@ -59,11 +60,11 @@ def resize(image: np.ndarray, size: tuple[int, int], interpolation: Interpolatio
         interpolation = "linear"
     if image.dtype == np.uint8:
         pil = Image.fromarray(np.ascontiguousarray(image))
-        return np.asarray(pil.resize((w, h), _PIL_FILTERS[interpolation]))
+        return np.array(pil.resize((w, h), _PIL_FILTERS[interpolation]))
     if image.ndim != 2:
         raise ValueError("only 2-D float images can be resized")
     pil = Image.fromarray(np.ascontiguousarray(image, dtype=np.float32), mode="F")
-    return np.asarray(pil.resize((w, h), _PIL_FILTERS[interpolation])).astype(image.dtype, copy=False)
+    return np.array(pil.resize((w, h), _PIL_FILTERS[interpolation])).astype(image.dtype, copy=False)
 
 
 def _area_shrink(image: np.ndarray, n: int, axis: int) -> np.ndarray:
@@ -171,3 +172,13 @@ def jet(level: np.ndarray) -> np.ndarray:
     x = level.astype(np.float32) / 255.0
     channels = [np.clip(1.5 - np.abs(4 * x - c), 0, 1) for c in (3.0, 2.0, 1.0)]  # r, g, b
     return np.floor(np.stack(channels, axis=-1) * 255 + 0.5).astype(np.uint8)
+
+
+def jpeg_round_trip(gray: np.ndarray, quality: int) -> np.ndarray:
+    """A 2-D uint8 image saved as a baseline JPEG at ``quality`` (1-95) and decoded again, with
+    Pillow's libjpeg (the same quantisation tables and default DCT as ``cv2.imencode``)."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(gray)).save(buffer, format="JPEG", quality=int(quality))
+    buffer.seek(0)
+    with Image.open(buffer) as decoded:
+        return np.array(decoded.convert("L"))

@@ -2,9 +2,13 @@
 severities each, in the spirit of ImageNet-C (Hendrycks & Dietterich, ICLR 2019), and the scores
 of classifiers on FER2013 PrivateTest under them, against FER2013's labels and the FER+ majority.
 
-The corruptions need numpy and OpenCV only. Each is deterministic for a seed, and its random draws
-(noise, patch centres, rotation directions) depend on the seed and the corruption, not on the
-severity, so a higher severity is the same change made stronger. Severity 0 is the clean image.
+The corruptions need numpy and Pillow only (:mod:`ferkit.imageops`). Until ferkit 0.2 they ran
+through OpenCV: the JPEG round trip is bit-identical to OpenCV's, blur, resizing and rotation
+agree within a grey level or so on most pixels, so scores may differ slightly from
+``benchmarks/results/robustness.md``, which OpenCV's versions produced. Each is deterministic for
+a seed, and its random draws (noise, patch centres, rotation directions) depend on the seed and
+the corruption, not on the severity, so a higher severity is the same change made stronger.
+Severity 0 is the clean image.
 
 Severities 1-5 (pixel values 0..255; ImageNet-C's values where they carry over to 48x48 faces,
 and where they do not, chosen so that severities 1-3 lie about within the photo degradations
@@ -36,7 +40,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from ferkit.data import load_data, split_data
@@ -44,6 +47,7 @@ from ferkit.data.dataset import USAGES
 from ferkit.data.ferplus import default_votes_path, left_out_counts, read_votes, with_ferplus_labels
 from ferkit.errors import FerkitError
 from ferkit.evaluate.metrics import compute_metrics
+from ferkit.imageops import gaussian_blur, jpeg_round_trip, resize, rotation_matrix, warp_affine
 
 SEVERITIES = 5
 NOISE_SIGMA = (0.02, 0.04, 0.06, 0.10, 0.15)  # of the 0..255 range
@@ -65,25 +69,17 @@ def _noise(faces: np.ndarray, severity: int, rng: np.random.Generator) -> np.nda
 
 def _blur(faces: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     sigma = BLUR_SIGMA[severity - 1]
-    return np.stack([cv2.GaussianBlur(f, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101) for f in faces])
+    return np.stack([gaussian_blur(f, sigma) for f in faces])
 
 
 def _jpeg(faces: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
-    params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY[severity - 1]]
-    out = []
-    for f in faces:
-        ok, data = cv2.imencode(".jpg", f, params)
-        if not ok:
-            raise FerkitError("OpenCV could not encode a JPEG")
-        out.append(cv2.imdecode(data, cv2.IMREAD_GRAYSCALE))
-    return np.stack(out)
+    return np.stack([jpeg_round_trip(f, JPEG_QUALITY[severity - 1]) for f in faces])
 
 
 def _low_resolution(faces: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     side = LOW_RES_SIDE[severity - 1]
     size = faces.shape[1:][::-1]
-    return np.stack([cv2.resize(cv2.resize(f, (side, side), interpolation=cv2.INTER_AREA), size,
-                                interpolation=cv2.INTER_LINEAR) for f in faces])
+    return np.stack([resize(resize(f, (side, side), "area"), size, "linear") for f in faces])
 
 
 def _brightness(faces: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
@@ -113,8 +109,7 @@ def _rotation(faces: np.ndarray, severity: int, rng: np.random.Generator) -> np.
     angle = ROTATION_DEGREES[severity - 1]
     centre = ((w - 1) / 2, (h - 1) / 2)
     return np.stack([
-        cv2.warpAffine(f, cv2.getRotationMatrix2D(centre, s * angle, 1.0), (w, h), flags=cv2.INTER_LINEAR,
-                       borderMode=cv2.BORDER_REFLECT_101)
+        warp_affine(f, rotation_matrix(centre, s * angle), (w, h), "reflect101")
         for f, s in zip(faces, signs, strict=True)])
 
 

@@ -14,12 +14,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ferkit.face import MEAN, STD
+from ferkit.imageops import jpeg_round_trip as _jpeg
 from ferkit.train.keys import key
 
 
@@ -198,8 +198,7 @@ def jpeg_round_trip(img: torch.Tensor, hit: torch.Tensor, quality: torch.Tensor)
     pixels = (img[:, 0] * 255).round().to(torch.uint8).cpu().numpy()
     out = img.clone()
     for i in np.flatnonzero(hit.cpu().numpy()):
-        _, data = cv2.imencode(".jpg", pixels[i], [cv2.IMWRITE_JPEG_QUALITY, int(quality[i])])
-        decoded = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)
+        decoded = _jpeg(pixels[i], int(quality[i]))
         out[i, 0] = torch.from_numpy(decoded).to(img.device, img.dtype) / 255
     return out
 
