@@ -21,7 +21,7 @@ import re
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -48,6 +48,7 @@ class Block:
     lang: str
     code: str
     not_run: str | None
+    expected: str | None = None  # a ```text block right after it: what it prints
 
     @property
     def name(self) -> str:
@@ -56,13 +57,18 @@ class Block:
 
 def blocks(page: Path) -> list[Block]:
     text = page.read_text()
-    found = []
+    found: list[Block] = []
+    ends: list[int] = []
     for match in FENCE.finditer(text):
         line = text.count("\n", 0, match.start()) + 1
         before = [s.strip() for s in text[: match.start()].splitlines() if s.strip()]
         marker = NOT_RUN.match(before[-1]) if before else None
         found.append(Block(page, line, match.group(1).strip(), match.group(2),
                            marker.group(1) if marker else None))
+        if (len(found) > 1 and found[-1].lang == "text" and found[-2].lang in RUN_LANGS
+                and not text[ends[-1]:match.start()].strip()):
+            found[-2] = replace(found[-2], expected=found[-1].code)
+        ends.append(match.end())
     return found
 
 
@@ -295,3 +301,9 @@ def test_example_runs(block: Block, sandbox: Path) -> None:
     assert done.returncode == 0, (
         f"{block.name} failed ({done.returncode}); mark it <!-- not run: REASON --> if it cannot run "
         f"here.\n--- block\n{block.code}--- stdout\n{done.stdout[-3000:]}\n--- stderr\n{done.stderr[-3000:]}")
+    if block.expected is not None:
+        def words(text: str) -> list[list[str]]:
+            return [line.split() for line in text.splitlines() if line.strip()]
+
+        assert words(done.stdout) == words(block.expected), (
+            f"{block.name} printed something else than the ```text block after it shows:\n{done.stdout}")
