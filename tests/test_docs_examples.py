@@ -95,6 +95,21 @@ def test_every_not_run_note_stands_before_a_block_and_gives_a_reason() -> None:
     assert not stray, f"'<!-- not run: REASON -->' must stand right before a fenced block: {stray}"
 
 
+def test_tests_named_by_not_run_notes_exist() -> None:
+    """A note that says which test covers a block names a test file and functions that exist."""
+    missing = []
+    for block in ALL:
+        if block.not_run is None:
+            continue
+        files = [REPO / "tests" / name for name in re.findall(r"tests/(test_\w+\.py)", block.not_run)]
+        missing += [f"{block.name}: {path.name}" for path in files if not path.is_file()]
+        source = "".join(path.read_text() for path in files if path.is_file())
+        for name in re.findall(r"\b(test_\w+)\b(?!\.py)", block.not_run):
+            if f"def {name}(" not in source:
+                missing.append(f"{block.name}: {name}")
+    assert not missing, missing
+
+
 def test_examples_are_found() -> None:
     names = {b.name.split(":")[0] for b in RUNNABLE}
     assert "README.md" in names and len(RUNNABLE) >= 10, names
