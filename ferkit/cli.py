@@ -266,17 +266,46 @@ def _add_model(sub: argparse._SubParsersAction) -> None:
     s.add_argument("name", nargs="?", default="default",
                    help="shipped model name, weights file or run folder")
     s.set_defaults(func=_cmd_model_summary)
-    ls = msub.add_parser("list", help="shipped models with parameters and test accuracy")
+    ls = msub.add_parser("list", help="shipped models: what each is for, accuracy and speed")
     ls.set_defaults(func=_cmd_model_list)
+    pin = msub.add_parser("pin", help="fetch pinned weights (NAME@SHA256PREFIX, as recipes name them) "
+                                      "from the git history of ferkit/weights into the pins folder")
+    pin.add_argument("reference", help="e.g. default@a3c3f3fe: the weights once shipped as `default` whose "
+                                       "SHA-256 starts with a3c3f3fe")
+    pin.add_argument("--repo", help="a git clone of ferkit with its history (default: the clone ferkit runs "
+                                    "from)")
+    pin.set_defaults(func=_cmd_model_pin)
+
+
+def _cmd_model_pin(args: argparse.Namespace) -> int:
+    from ferkit.models.store import fetch_pin
+
+    path, commit = fetch_pin(args.reference, args.repo)
+    print(f"{args.reference}: {path}" + (f" (from commit {commit[:12]})" if commit else " (already here)"))
+    return 0
 
 
 def _cmd_model_list(args: argparse.Namespace) -> int:
-    from ferkit.models.store import list_models, model_info
+    from ferkit.models.card import headline
+    from ferkit.models.store import CARD_SUFFIX, WEIGHTS_DIR, list_models, read_card
 
-    for name in list_models():
-        info = model_info(name)
-        acc = f"{info['test_accuracy']:.2%}" if info["test_accuracy"] is not None else "-"
-        print(f"{name:12s} {info['arch']:14s} {info['params'] or 0:>10,d} params  test acc {acc}")
+    rows = [headline(read_card(WEIGHTS_DIR / f"{name}{CARD_SUFFIX}"), name) for name in list_models()]
+    header = ("model", "labels", "params", "FER+ PrivateTest", "ExpW-dev end to end", "FER2013 PrivateTest",
+              "crops/s")
+    table = [header] + [(h.name, h.labels, *(h.cells()[k] for k in ("params", "ferplus", "expw", "fer2013",
+                                                                      "speed"))) for h in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row, h in zip(table, [None, *rows], strict=True):
+        print("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths,
+                                                                                           strict=True))))
+        if h is not None:
+            print(f"  {h.purpose}")
+    priors = sorted({h.prior for h in rows if h.prior})
+    speeds = sorted({h.speed_on for h in rows if h.speed_on})
+    print(f"\naccuracy / macro-F1 under the {' or '.join(priors) or '–'} prior (what --prior auto gives); "
+          "FER+: majority labels; ExpW-dev: web photos, a missed face counts as wrong; FER2013: its own "
+          f"labels. crops/s: {'; '.join(speeds) or '–'}. From each model's card (ferkit/weights/NAME.json, "
+          "'figures'); – where a card has no figure.")
     return 0
 
 

@@ -102,3 +102,21 @@ def test_a_mistyped_subcommand_names_the_one_it_most_likely_means(argv, meant):
     result = run_ferkit(*argv)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].endswith(f"did you mean {meant!r}?"), result.stderr
+
+
+def test_model_list_shows_what_each_model_is_for_and_its_cards_figures():
+    """`default`'s FER+ and ExpW-dev figures are its card's, under the prior --prior auto gives."""
+    import json
+
+    proc = run_ferkit("model", "list")
+    assert proc.returncode == 0, proc.stderr
+    card = json.loads((REPO / "ferkit" / "weights" / "default.json").read_text())
+    s, speed = card["figures"]["by_prior"]["balanced"], card["figures"]["speed"]
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("default "))
+    for cell in (f"{s['ferplus_test_accuracy']:.2%} / {s['ferplus_test_macro_f1']:.3f}",
+                 f"{s['expw_dev_end_to_end_accuracy']:.2%} / {s['expw_dev_end_to_end_macro_f1']:.3f}",
+                 f"{s['fer2013_test_accuracy']:.2%}", f"{card['metrics']['params']:,d}",
+                 f"{speed['crops_per_s']:,.0f}"):
+        assert cell in row, (cell, row)
+    assert card["purpose"] in proc.stdout and speed["on"] in proc.stdout
+    assert "under the balanced prior" in proc.stdout

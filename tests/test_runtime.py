@@ -44,7 +44,8 @@ def test_predict_eval_and_model_list_need_no_torch(astronaut_png, fer_slice_csv)
 
     done = without(TRAIN_ONLY, "model", "list")
     assert done.returncode == 0, done.stderr
-    assert {line.split()[0] for line in done.stdout.splitlines()} >= {"default", "paper", "large"}
+    listed = {line.split()[0] for line in done.stdout.splitlines() if line.strip()}
+    assert listed >= {"default", "paper", "large"}
 
     done = without(TRAIN_ONLY, "data", "summary", "--data", fer_slice_csv)
     assert done.returncode == 0, done.stderr

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import REPO
 from PIL import Image
 from support.malformed import bomb_jpeg, bomb_png, malformed_requests, multipart, sample_photos
 
@@ -62,7 +63,24 @@ def test_models_lists_shipped_models_with_params_and_accuracy(client: httpx.Clie
     names = [m["name"] for m in body["models"]]
     assert body["served"] in names and "paper" in names
     paper = body["models"][names.index("paper")]
-    assert paper["params"] > 0 and 0 < paper["test_accuracy"] <= 1
+    assert paper["params"] > 0 and 0 < paper["fer2013_test_accuracy"] <= 1
+
+
+def test_models_carry_the_headline_figures_of_each_card(client: httpx.Client) -> None:
+    """What each model is for and its figures, exactly as its card (ferkit/weights/NAME.json) has them."""
+    models = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
+    for name in ("default", "paper"):
+        card = json.loads((REPO / "ferkit" / "weights" / f"{name}.json").read_text())
+        scores, speed = card["figures"]["by_prior"]["balanced"], card["figures"]["speed"]
+        got = models[name]
+        assert got["purpose"] == card["purpose"] and got["params"] == card["metrics"]["params"]
+        assert got["prior"] == "balanced"  # what --prior auto gives, so what a user gets
+        for key in ("ferplus_test_accuracy", "ferplus_test_macro_f1", "expw_dev_end_to_end_accuracy",
+                    "expw_dev_end_to_end_macro_f1", "fer2013_test_accuracy"):
+            assert got[key] == scores[key], key
+        assert got["crops_per_s"] == speed["crops_per_s"] and got["speed_on"] == speed["on"]
+        assert got["shown"]["ferplus"] == f"{scores['ferplus_test_accuracy']:.2%} / " \
+                                          f"{scores['ferplus_test_macro_f1']:.3f}"
 
 
 def test_models_reports_the_model_served_by_default(client: httpx.Client) -> None:

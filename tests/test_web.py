@@ -6,10 +6,12 @@ download. With FERKIT_UPDATE_DOCS=1 it saves the screenshot docs/web-page.png fo
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 from PIL import Image
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -67,6 +69,27 @@ def canvas_pixel(page, x: int, y: int) -> tuple[int, int, int]:
 def test_page_loads_with_model_info_and_no_errors(page) -> None:
     page.wait_for_function("!document.getElementById('model').textContent.includes('loading')")
     assert page.text_content("#model").startswith("model: ")
+    assert page.errors == []
+
+
+def test_page_header_shows_the_served_models_purpose_and_card_figures(page) -> None:
+    """The header carries what `default` is for and its figures, as its card has them."""
+    page.wait_for_selector("#model-figures:not([hidden]) [data-figure='ferplus']")
+    card = json.loads((REPO / "ferkit" / "weights" / "default.json").read_text())
+    scores, speed = card["figures"]["by_prior"]["balanced"], card["figures"]["speed"]
+    assert page.text_content("#model") == f"model: default: {card['purpose']}"
+    shown = {key: page.text_content(f"#model-figures [data-figure='{key}'] strong")
+             for key in ("ferplus", "expw", "fer2013", "params", "speed")}
+    assert shown == {
+        "ferplus": f"{scores['ferplus_test_accuracy']:.2%} / {scores['ferplus_test_macro_f1']:.3f}",
+        "expw": f"{scores['expw_dev_end_to_end_accuracy']:.2%} / "
+                f"{scores['expw_dev_end_to_end_macro_f1']:.3f}",
+        "fer2013": f"{scores['fer2013_test_accuracy']:.2%}",
+        "params": f"{card['metrics']['params']:,d}",
+        "speed": f"{speed['crops_per_s']:,.0f}",
+    }
+    assert page.get_attribute("#model-figures [data-figure='speed']", "title") == speed["on"]
+    assert "balanced prior" in page.get_attribute("#model-figures", "title")
     assert page.errors == []
 
 

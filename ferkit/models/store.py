@@ -9,9 +9,14 @@ ferkit asks it. A reference is one of:
   reads, with the card ``<name>.json`` (architecture, metrics, the command that made it);
 - a weights file, ``.safetensors`` with its ``.json`` card beside it (the suffix may be left out);
 - a run folder (``ferkit train --out``): its ``model.safetensors``;
-- an ONNX graph, ``.onnx`` (from ``ferkit export``), its card in the graph's metadata.
+- an ONNX graph, ``.onnx`` (from ``ferkit export``), its card in the graph's metadata;
+- a pinned weights file, ``<name>@<sha256 prefix>`` (at least 8 hex digits): the shipped
+  ``<name>`` if its weights have that SHA-256, else a copy in :func:`pins_dir` that
+  ``ferkit model pin`` takes from the git history of ``ferkit/weights/<name>.safetensors``.
 
-Nothing is downloaded: names resolve to files inside the package.
+A shipped name moves when a better model ships under it; a recipe's ``init_from`` and
+``teachers`` pin the weights they were run with, so that it still starts from those.
+Nothing is downloaded: names resolve to files inside the package or the pins folder.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import subprocess
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,6 +70,9 @@ def is_graph_file(reference: str | os.PathLike) -> bool:
 def resolve(reference: str | os.PathLike | None = None) -> ModelRef:
     """A model reference (None: :data:`DEFAULT_MODEL`) -> its files; a clear error if it names none."""
     text = str(reference or DEFAULT_MODEL)
+    pin = parse_pin(text)
+    if pin is not None:
+        return _resolve_pin(*pin)
     if text in list_models():
         weights, graph = (WEIGHTS_DIR / f"{text}{suffix}" for suffix in (WEIGHTS_SUFFIX, GRAPH_SUFFIX))
         return ModelRef(text, weights if weights.is_file() else None, graph if graph.is_file() else None,
@@ -83,6 +93,113 @@ def resolve(reference: str | os.PathLike | None = None) -> ModelRef:
                       "run folder or .onnx graph")
 
 
+# ---- pinned weights: <name>@<sha256 prefix>
+
+PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)@(?P<sha>[0-9a-f]{8,64})$")
+PINS_ENV = "FERKIT_PINS"  # the pins folder, instead of ~/.cache/ferkit/pins
+WEIGHTS_IN_REPO = "ferkit/weights"  # where the shipped files live in the git repository
+
+
+def pins_dir() -> Path:
+    """Where pinned weights are kept: ``$FERKIT_PINS``, else ``$XDG_CACHE_HOME/ferkit/pins``
+    (``~/.cache/ferkit/pins``); outside the package, so that an upgrade keeps them."""
+    if os.environ.get(PINS_ENV):
+        return Path(os.environ[PINS_ENV])
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "ferkit" / "pins"
+
+
+def parse_pin(reference: str | os.PathLike) -> tuple[str, str] | None:
+    """(name, sha256 prefix) of ``name@<hex>``, else None (a path or a plain name)."""
+    found = PIN.match(str(reference))
+    return (found["name"], found["sha"]) if found else None
+
+
+def pin_of(name: str) -> str:
+    """The pinned reference to a shipped model as it is now: ``name@<first 12 hex digits>``."""
+    return f"{name}@{file_sha256(resolve(name).require_weights('a pin'))[:12]}"
+
+
+def unpinned_shipped(reference: str) -> str | None:
+    """For a bare shipped name, the pin that names today's weights (a recipe should write it);
+    None for anything else."""
+    return pin_of(reference) if reference in list_models() else None
+
+
+def pin_command(reference: str) -> str:
+    return f"ferkit model pin {reference}"
+
+
+def _resolve_pin(name: str, prefix: str) -> ModelRef:
+    """The shipped file if its content matches, else the one copy in the pins folder that does."""
+    label = f"{name}@{prefix}"
+    shipped = WEIGHTS_DIR / f"{name}{WEIGHTS_SUFFIX}"
+    if shipped.is_file() and file_sha256(shipped).startswith(prefix):
+        graph = shipped.with_suffix(GRAPH_SUFFIX)
+        return ModelRef(label, shipped, graph if graph.is_file() else None, shipped=True)
+    found = sorted(pins_dir().glob(f"{name}@{prefix}*{WEIGHTS_SUFFIX}"))
+    if len(found) > 1:
+        raise FerkitError(f"{label}: {len(found)} pinned files in {pins_dir()} start with {prefix}; give "
+                          "more hex digits")
+    if found:
+        if not file_sha256(found[0]).startswith(prefix):
+            raise FerkitError(f"{found[0]}: its content no longer has sha256 {prefix}... (corrupt); "
+                              f"delete it and run `{pin_command(label)}`")
+        return ModelRef(label, weights=found[0])
+    now = f"the shipped {name} is {pin_of(name)}" if shipped.is_file() else f"no shipped {name}"
+    raise FerkitError(f"{label}: pinned weights not found ({now}; none in {pins_dir()}); fetch them "
+                      f"from git history with `{pin_command(label)}` in a git clone of ferkit")
+
+
+def fetch_pin(reference: str, repo: str | Path | None = None) -> tuple[Path, str]:
+    """Copy the version of ``ferkit/weights/<name>.safetensors`` (and its card) whose SHA-256
+    starts with the pin's prefix from the git history of ``repo`` (default: the clone this
+    package runs from) into :func:`pins_dir`; returns (weights path, commit). Already pinned or
+    shipped: nothing to copy (commit "")."""
+    pin = parse_pin(reference)
+    if pin is None:
+        raise FerkitError(f"{reference!r} is not a pin: write NAME@SHA256PREFIX (at least 8 hex digits), "
+                          "e.g. default@a3c3f3fe")
+    name, prefix = pin
+    try:
+        return resolve(reference).require_weights("a pin"), ""
+    except FerkitError:
+        pass
+    where = Path(repo) if repo is not None else WEIGHTS_DIR.parents[1]
+    top = _git(where, "rev-parse", "--show-toplevel")
+    if top is None:
+        raise FerkitError(f"`ferkit model pin` reads the weights' git history, and {where} is not in a git "
+                          "clone of ferkit (an installed package has no history): clone the repository "
+                          "and run it there, or give --repo CLONE")
+    path = f"{WEIGHTS_IN_REPO}/{name}{WEIGHTS_SUFFIX}"
+    log = _git(where, "log", "--format=%H", "--", path)
+    commits = log.decode().split() if log else []
+    for commit in commits:
+        blob = _git(where, "show", f"{commit}:{path}")
+        card = _git(where, "show", f"{commit}:{WEIGHTS_IN_REPO}/{name}{CARD_SUFFIX}")
+        if blob is None or card is None:
+            continue  # the commit deleted the file
+        digest = hashlib.sha256(blob).hexdigest()
+        if digest.startswith(prefix):
+            target = pins_dir() / f"{name}@{digest}{WEIGHTS_SUFFIX}"
+            for dest, data in ((target.with_suffix(CARD_SUFFIX), card), (target, blob)):  # card first
+                atomic_write(dest, lambda tmp, data=data: Path(tmp).write_bytes(data))
+            return target, commit
+    shallow = (_git(where, "rev-parse", "--is-shallow-repository") or b"").strip() == b"true"
+    hint = "; this clone is shallow: `git fetch --unshallow` first" if shallow else ""
+    raise FerkitError(f"{name}@{prefix}: no version of {path} in the {len(commits)} commit(s) of "
+                      f"{top.decode().strip()}'s history that touch it has that sha256{hint}")
+
+
+def _git(where: Path, *args: str) -> bytes | None:
+    """git's output, or None when git fails (no repository, no such file at that commit, no git)."""
+    try:
+        done = subprocess.run(["git", "-C", str(where), *args], capture_output=True, check=False)
+    except OSError:
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
 def read_card(weights: str | Path) -> dict[str, Any]:
     """The JSON card beside a weights (or graph) file; it must name the architecture."""
     card_path = Path(weights).with_suffix(CARD_SUFFIX)
@@ -98,11 +215,15 @@ def read_card(weights: str | Path) -> dict[str, Any]:
 
 
 def model_info(name: str) -> dict[str, Any]:
-    """Card of a shipped model, with its parameter count and test accuracy at the top level."""
+    """A shipped model as ``ferkit model list`` and ``/v1/models`` show it: its architecture and
+    description, and its headline (what it is for, its figures) read from its card by
+    :func:`ferkit.models.card.headline`, the one reader of those figures."""
+    from ferkit.models.card import headline
+
     card = read_card(WEIGHTS_DIR / f"{resolve(name).name}{CARD_SUFFIX}")
-    metrics = card.get("metrics", {})
-    return {"name": name, "arch": card["arch"], "params": metrics.get("params"),
-            "test_accuracy": metrics.get("test_accuracy"), "description": card.get("description", "")}
+    head = headline(card, name)
+    return {"name": name, "arch": card["arch"], "description": card.get("description", ""),
+            **head.as_dict(), "shown": head.cells()}
 
 
 def file_sha256(path: str | Path) -> str:

@@ -281,7 +281,11 @@ def _add_api_routes(app: FastAPI) -> None:
 
     @app.get("/v1/models", tags=["models"])
     async def models() -> dict[str, Any]:
-        """The shipped models with their parameter counts and test accuracy, and the one served."""
+        """The shipped models, each with what it is for (`purpose`) and its headline figures from its
+        card (`ferplus_test_*`: FER+ PrivateTest, majority labels; `expw_dev_end_to_end_*`: web
+        photos; `fer2013_test_accuracy`; `params`; `crops_per_s` on `speed_on`), measured under
+        `prior`; null where the card has none; `shown`: the same as `ferkit model list` prints
+        them. Also the model this service runs."""
         return {"served": engine.model_name, "default": DEFAULT_MODEL,
                 "models": [model_info(name) for name in list_models()]}
 

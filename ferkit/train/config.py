@@ -41,8 +41,11 @@ class TrainConfig:
                                    "prior-free (balanced); 0: plain cross-entropy")
     ema_decay: float = key(0.0, "exponential moving average of the weights per step; 0 disables it")
     bn_recalibrate: int = key(0, "re-estimate batch-norm statistics on N clean training faces; 0: off")
-    init_from: str = key("", "start from these weights (a shipped model name or .safetensors path)")
-    teachers: list[str] = key([], "distil from these models' ensemble")
+    init_from: str = key("", "start from these weights: a pin such as \"default@a3c3f3fe06a8\" (a shipped "
+                             "name moves with releases; `ferkit model pin` fetches an old one), a "
+                             ".safetensors path or a run folder")
+    teachers: list[str] = key([], "distil from these models' ensemble (pins, weights files or run folders, "
+                                  "as init_from)")
     distill_alpha: float = key(0.5, "weight of the distillation term (1 - alpha: the labels)")
     distill_temperature: float = key(2.0, "softmax temperature of the distillation term")
     test_at_end: bool = key(True, "score the best epoch on the test split; off while choosing models")

@@ -32,7 +32,7 @@ from ferkit.evaluate.metrics import compute_metrics
 from ferkit.models import create_model
 from ferkit.models.io import load_model, load_model_file, save_model, unwrap
 from ferkit.models.preprocess import to_model_input
-from ferkit.models.store import atomic_write, remove_stale_temps, resolve, write_json
+from ferkit.models.store import atomic_write, remove_stale_temps, resolve, unpinned_shipped, write_json
 from ferkit.runtime.torch_backend import predict_logits
 from ferkit.train import distributed
 from ferkit.train.augment import hflip
@@ -349,13 +349,22 @@ def make_ema(model: nn.Module, cfg: TrainConfig) -> AveragedModel | None:
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
 
 
-def check_model_names(cfg: TrainConfig, resuming: bool) -> None:
-    """Fail fast on a warm start or teacher that names no weights (a shipped model, a weights file
-    or a run folder)."""
+def check_model_names(cfg: TrainConfig, resuming: bool) -> list[str]:
+    """Fail fast on a warm start or teacher that names no weights (a shipped model, a pinned one
+    ``name@sha256``, a weights file or a run folder). Returns a warning for each bare shipped
+    name: it moves when a new model ships under it, so the recipe would silently start from other
+    weights next time; the warning gives the pin that names today's. A warning, not an error:
+    ``init_from=default`` on the command line is a fair way to fine-tune what ships now, and the
+    recipes in configs/ are held to pins by tests/test_configs.py."""
     if cfg.init_from and not resuming:
         resolve(cfg.init_from).require_weights("init_from")
     for name in cfg.teachers:
         resolve(name).require_weights("a teacher")
+    uses = [("init_from", cfg.init_from)] if cfg.init_from and not resuming else []
+    uses += [("teachers", name) for name in cfg.teachers]
+    return [f"warning: {key} names {name!r}, the shipped model, which changes when a new {name!r} ships; "
+            f"this run uses {pin}: write that in the recipe to pin it"
+            for key, name in uses if (pin := unpinned_shipped(name))]
 
 
 def init_weights(model: nn.Module, cfg: TrainConfig) -> None:
@@ -427,11 +436,13 @@ def fit(
         if info.is_main and out.is_dir():  # half-written files of a run killed mid-write
             for stale in remove_stale_temps(out):
                 print(f"removed {stale.name}, left by an interrupted write", file=sys.stderr)
-        check_model_names(cfg, resume)  # before minutes of data loading
+        warnings = check_model_names(cfg, resume)  # before minutes of data loading
         torch.manual_seed(cfg.seed)
         model = create_model(cfg.arch, **cfg.model)
         if not resume:  # a resumed run has its weights in the checkpoint
             init_weights(model, cfg)  # before the data: a misfit is a one-line error, at once
+        for warning in warnings if info.is_main else []:  # after any error: that stays one line
+            print(warning, file=sys.stderr)
         loading = time.perf_counter()
         splits = {name: as_tensors(part) for name, part in load_splits(cfg, data_path).items()}
         if info.is_main:

@@ -21,6 +21,7 @@ const el = {
   video: document.getElementById("video"),
   results: document.getElementById("results"),
   model: document.getElementById("model"),
+  figures: document.getElementById("model-figures"),
   template: document.getElementById("face-template"),
   key: document.getElementById("key"),
   explain: document.getElementById("explain"),
@@ -88,12 +89,35 @@ async function showModelInfo() {
     }
     const info = await response.json();
     const served = info.models.find((m) => m.name === info.served);
-    const acc = served && served.test_accuracy != null ? `, test accuracy ${percent(served.test_accuracy)}` : "";
-    const params = served && served.params ? `, ${(served.params / 1e6).toFixed(2)} M parameters` : "";
-    el.model.textContent = `model: ${info.served}${params}${acc}`;
+    el.model.textContent = `model: ${info.served}` + (served && served.purpose ? `: ${served.purpose}` : "");
+    if (served) showFigures(served);
   } catch (_) {
     el.model.textContent = "model info unavailable";
   }
+}
+
+// The served model's headline figures from its card, as the service formats them (`shown`).
+function showFigures(model) {
+  const shown = model.shown || {};
+  const items = [
+    ["ferplus", "FER+ PrivateTest", "accuracy / macro-F1, majority labels"],
+    ["expw", "ExpW-dev web photos", "end to end: accuracy / macro-F1, a missed face counts as wrong"],
+    ["fer2013", "FER2013 PrivateTest", "accuracy, FER2013's own labels"],
+    ["params", "parameters", ""],
+    ["speed", "crops/s", model.speed_on || ""],
+  ];
+  el.figures.replaceChildren(...items.map(([key, name, title]) => {
+    const item = document.createElement("span");
+    item.dataset.figure = key;
+    item.title = title;
+    const value = document.createElement("strong");
+    value.textContent = shown[key] ?? "–";
+    item.append(`${name} `, value);
+    return item;
+  }));
+  const prior = model.prior ? `${model.prior} prior; ` : "";
+  el.figures.title = `${prior}${model.labels} labels; figures from the model card`;
+  el.figures.hidden = false;
 }
 
 // ------------------------------------------------------------------ drawing
