@@ -33,7 +33,7 @@ def test_help_shows_defaults_and_every_option_has_a_text():
         assert action.help, (command, option)
 
 
-@pytest.mark.parametrize(("group", "subcommands"), [("data", "summary"), ("model", "summary, list")])
+@pytest.mark.parametrize(("group", "subcommands"), [("data", "summary"), ("model", "summary, list, pin")])
 def test_a_group_without_its_subcommand_names_the_subcommands(group, subcommands):
     proc = run_ferkit(group)
     assert proc.returncode == 2
