@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from conftest import run_ferkit
 
+from ferkit.errors import FerkitError
 from ferkit.evaluate.calibration import (
     ece_bootstrap_sd,
     expected_calibration_error,
@@ -79,6 +80,45 @@ def test_every_shipped_card_holds_a_calibration_fitted_on_publictest(name: str) 
     assert 0.25 < calibration["temperature"] < 8 and calibration["temperature"] != 1.0
     assert 0 < calibration["uncertain_below"] < 1
     assert calibration["fitted_on"] == "FER+ PublicTest, majority labels"
+    photos = calibration["photos"]  # faces from photos: degraded faces, one labeller's vote
+    assert photos["temperature"] > calibration["temperature"] and 0 < photos["uncertain_below"] < 1
+    assert photos["fitted_on"].startswith("FER+ PublicTest under the photo degradations")
+
+
+def test_vote_shares_score_agreement_with_one_labeller() -> None:
+    probs = np.array([[0.7, 0.3, 0, 0, 0, 0, 0], [0.2, 0.8, 0, 0, 0, 0, 0]])
+    shares = np.array([[0.6, 0.4, 0, 0, 0, 0, 0], [0.1, 0.9, 0, 0, 0, 0, 0]])
+    # Bin of 0.7 holds one face whose top class got 60% of the votes; bin of 0.8, one with 90%.
+    assert expected_calibration_error(probs, shares) == pytest.approx((0.1 + 0.1) / 2)
+    assert expected_calibration_error(probs, shares.argmax(1)) == pytest.approx((0.3 + 0.2) / 2)
+    # A sharp model of soft truths is over-confident: the fit against the shares flattens it.
+    logits = np.random.default_rng(3).normal(0, 2, (4000, 7))
+    truth = _softmax(logits)
+    assert fit_temperature(_softmax(logits * 2), truth) == pytest.approx(2.0, rel=0.02)
+
+
+def test_faces_from_photos_get_the_photo_calibration_in_both_backends(astronaut_png: Path) -> None:
+    pytest.importorskip("torch")
+    from ferkit.imageio import load_image
+    from ferkit.inference import Recognizer
+
+    rgb = load_image(astronaut_png)
+    raw = Recognizer("default", calibrated=False, prior="natural")
+    _, crops = raw.locate(rgb)
+    assert len(crops) == 1
+    photos = raw.card["calibration"]["photos"]
+    for backend in ("onnx", "torch"):
+        found = Recognizer("default", backend=backend, prior="natural")  # a detector: photos
+        assert found.calibration == "photos" and found.uncertain_below == photos["uncertain_below"]
+        expected = with_temperature(raw.classify(crops), photos["temperature"])
+        assert np.allclose(found.classify(crops), expected, atol=1e-4)
+        crop_only = Recognizer("default", detector=None, backend=backend, prior="natural")
+        assert crop_only.calibration == "crops"
+        assert np.allclose(crop_only.classify(crops),
+                           with_temperature(raw.classify(crops), raw.card["calibration"]["temperature"]),
+                           atol=1e-4)
+    with pytest.raises(FerkitError, match="unknown calibration"):
+        Recognizer("default", calibration="studio")
 
 
 def test_the_temperature_applies_in_both_backends_and_uncalibrated_is_the_network_itself(fer_csv) -> None:
@@ -123,6 +163,12 @@ def test_calibrate_writes_the_card_and_the_model_then_uses_it(fer_csv: Path, tmp
     assert report["PrivateTest/ferplus"]["lowest_ece_any_temperature"]["ece"] <= after + 0.003
     written = json.loads((tmp_path / "mine.json").read_text())["calibration"]
     assert written["temperature"] == report["temperature"]
+    # Faces from photos: fitted on degraded PublicTest against one labeller's vote, and on the
+    # degraded PrivateTest faces (not fitted on) the gap to that agreement shrinks.
+    photos = report["photos"]
+    assert written["photos"] == {k: photos[k] for k in ("temperature", "uncertain_below", "fitted_on")}
+    one = photos["PrivateTest/degraded"]["one labeller"]
+    assert one["after"]["ece"] < one["before"]["ece"] and one["after"]["ece"] < 0.05
     # The temperature is fitted on the natural probabilities, before any prior shift.
     evaluated = json.loads(run_ferkit("eval", "--model", weights, "--data", str(fer_csv), "--json",
                                       "--prior", "natural").stdout)

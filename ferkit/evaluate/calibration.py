@@ -18,13 +18,24 @@ import numpy as np
 from ferkit.runtime.backends import with_temperature
 
 BINS = 15
+# The photo degradations that the FER+ recipes train on (configs/default-ferplus.toml): how often
+# a face is shrunk and scaled back, blurred, relit, JPEG-compressed and noised. The photo
+# calibration is fitted on PublicTest faces degraded so, standing in for faces cropped from photos.
+PHOTO_DEGRADATIONS = {"downscale": 0.25, "blur": 0.2, "light": 0.4, "jpeg": 0.25, "noise": 0.2}
 # Candidate thresholds for the "uncertain" flag (top probability below it).
 THRESHOLDS = np.round(np.arange(0.20, 0.905, 0.01), 2)
 
 
 def _confidence_and_hits(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Top probability and whether it is right. ``labels`` (N,) class indices, or (N, C) vote
+    shares: then a "hit" is the share of labellers who chose the predicted class, the chance
+    that one labeller drawn at random agrees (a photo's label comes from one person)."""
     probs = np.asarray(probs, np.float64)
-    return probs.max(1), (probs.argmax(1) == np.asarray(labels)).astype(np.float64)
+    labels = np.asarray(labels)
+    picked = probs.argmax(1)
+    if labels.ndim == 2:
+        return probs.max(1), labels[np.arange(len(picked)), picked].astype(np.float64)
+    return probs.max(1), (picked == labels).astype(np.float64)
 
 
 def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = BINS) -> dict[str, list]:
@@ -50,15 +61,20 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
 
 
 def negative_log_likelihood(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean -log p(label); with (N, C) vote shares the cross-entropy against them."""
     if not len(labels):
         return 0.0
-    picked = np.asarray(probs, np.float64)[np.arange(len(labels)), labels]
-    return float(-np.log(np.clip(picked, 1e-12, None)).mean())
+    logp = np.log(np.clip(np.asarray(probs, np.float64), 1e-12, None))
+    labels = np.asarray(labels)
+    if labels.ndim == 2:
+        return float(-(labels * logp).sum(1).mean())
+    return float(-logp[np.arange(len(labels)), labels].mean())
 
 
 def fit_temperature(probs: np.ndarray, labels: np.ndarray, low: float = 0.25, high: float = 8.0) -> float:
-    """The T that minimises the NLL of ``with_temperature(probs, T)`` (golden-section search on
-    log T; the NLL is convex in 1/T)."""
+    """The T that minimises the NLL of ``with_temperature(probs, T)`` against ``labels`` (class
+    indices, or vote shares: see :func:`negative_log_likelihood`), by golden-section search on
+    log T (the NLL is convex in 1/T)."""
     labels = np.asarray(labels)
 
     def nll(log_t: float) -> float:
@@ -136,3 +152,20 @@ def calibration_report(probs: np.ndarray, labels: np.ndarray, uncertain_below: f
         out["uncertain"] = {"below": uncertain_below, "share": _mean(flagged),
                             "accuracy_flagged": _mean(hits[flagged]), "accuracy_rest": _mean(hits[~flagged])}
     return out
+
+
+def photo_degraded(faces: np.ndarray, seed: int = 0) -> np.ndarray:
+    """(N, 48, 48) uint8 faces through :data:`PHOTO_DEGRADATIONS` (no geometry), drawn from
+    ``seed``: the same faces for every model. Needs PyTorch (the training augmentation's code)."""
+    from ferkit.errors import require
+
+    require("the photo calibration (photo degradations)", "torch")
+    import torch
+
+    from ferkit.face import MEAN, STD
+    from ferkit.train.augment import AugmentConfig, degrade
+
+    cfg = AugmentConfig(rotation=0.0, shift=0.0, zoom=0.0, hflip=False, **PHOTO_DEGRADATIONS)
+    x = (torch.from_numpy(np.asarray(faces, np.uint8)).float()[:, None] / 255 - MEAN) / STD
+    out = degrade(x, cfg, torch.Generator().manual_seed(seed), slice(0, len(x)), len(x))
+    return ((out * STD + MEAN).clamp(0, 1)[:, 0] * 255).round().to(torch.uint8).numpy()

@@ -45,7 +45,11 @@ class Recognizer:
     of the model card (the default; False gives the network's own, to measure calibration).
     ``prior``: how common each expression is taken to be: "natural" (the training data's
     frequencies), "balanced" (all equal), or "happy=0.4,neutral=0.4,..." (:mod:`ferkit.runtime.prior`).
-    Faces whose top probability is under the card's threshold come back ``uncertain``.
+    ``calibration``: which of the card's calibrations applies: "photos" (faces a detector cropped
+    from photos: the temperature and threshold fitted on photo-degraded faces against one
+    labeller's vote), "crops" (FER2013-like 48x48 faces, against the ten-labeller majority), or
+    "auto" (the default): photos with a detector, crops without. Faces whose top probability is
+    under that calibration's threshold come back ``uncertain``.
     """
 
     def __init__(
@@ -56,13 +60,17 @@ class Recognizer:
         threads: int | None = None,
         calibrated: bool = True,
         prior: str | np.ndarray = "auto",
+        calibration: str = "auto",
     ) -> None:
         self.detector = make_detector(detector)
         self.backend_name = backend
-        self._backend, self.card = load_classifier(model, backend, threads, calibrated, prior)
+        if calibration == "auto":
+            calibration = "photos" if self.detector is not None else "crops"
+        self.calibration = calibration
+        self._backend, self.card = load_classifier(model, backend, threads, calibrated, prior, calibration)
         self.prior: str = self.card["prior_used"]
         self.model_name: str = str(self.card["name"])
-        self.uncertain_below = uncertain_below(self.card) if calibrated else 0.0
+        self.uncertain_below = uncertain_below(self.card, calibration) if calibrated else 0.0
 
     def __repr__(self) -> str:
         detector = type(self.detector).__name__ if self.detector else None

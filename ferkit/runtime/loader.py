@@ -17,34 +17,50 @@ from ferkit.runtime.graph import WEIGHTS_KEY, card_from_metadata
 from ferkit.runtime.onnx_backend import OnnxBackend
 from ferkit.runtime.prior import Prior, PriorShifted, describe, parse_prior, prior_weights, resolved
 
-
-def temperature_of(card: dict[str, Any]) -> float:
-    """The temperature the card's calibration fitted (1.0: none)."""
-    return float((card.get("calibration") or {}).get("temperature", 1.0))
+CALIBRATIONS = ("crops", "photos")
 
 
-def uncertain_below(card: dict[str, Any]) -> float:
+def _calibration(card: dict[str, Any], faces: str) -> dict[str, Any]:
+    """The card's calibration for ``faces``: "crops" (FER2013-like 48x48 faces, fitted against the
+    FER+ majority) or "photos" (faces a detector cropped from photos: its ``photos`` entry, else
+    the crops' one on cards calibrated before photos had their own)."""
+    if faces not in CALIBRATIONS:
+        raise FerkitError(f"unknown calibration {faces!r}; use one of {', '.join(CALIBRATIONS)}")
+    calibration = card.get("calibration") or {}
+    return calibration.get("photos") or calibration if faces == "photos" else calibration
+
+
+def temperature_of(card: dict[str, Any], faces: str = "crops") -> float:
+    """The temperature the card's calibration for ``faces`` fitted (1.0: none)."""
+    return float(_calibration(card, faces).get("temperature", 1.0))
+
+
+def uncertain_below(card: dict[str, Any], faces: str = "crops") -> float:
     """Top probabilities under this mark a face "uncertain" (0.0: the card sets no threshold)."""
-    return float((card.get("calibration") or {}).get("uncertain_below", 0.0))
+    return float(_calibration(card, faces).get("uncertain_below", 0.0))
 
 
 def load_classifier(
     model: str | os.PathLike | None = None, backend: str = "onnx", threads: int | None = None,
-    calibrated: bool = True, prior: Prior = "auto",
+    calibrated: bool = True, prior: Prior = "auto", faces: str = "crops",
 ) -> tuple[Backend, dict[str, Any]]:
     """(backend, card) for a model reference (:func:`ferkit.models.store.resolve`); the card's
     ``name`` is what results call the model. With ``calibrated`` (always, except to measure the
-    calibration itself) the probabilities pass through the card's temperature; then they move to
-    the class ``prior`` (:mod:`ferkit.runtime.prior`), which the card's ``prior_used`` records."""
+    calibration itself) the probabilities pass through the card's temperature for ``faces``
+    ("crops" or "photos"); then they move to the class ``prior`` (:mod:`ferkit.runtime.prior`).
+    The card's ``prior_used`` and ``calibration_used`` record both choices."""
     prior = parse_prior(prior)
+    temperature = 1.0
     runner, card = _load_backend(model, backend, threads)
-    temperature = temperature_of(card)
-    if calibrated and temperature != 1.0:
+    if calibrated:
+        temperature = temperature_of(card, faces)
+    if temperature != 1.0:
         runner = Calibrated(runner, temperature)
     weights = prior_weights(card, prior)
     if weights is not None:
         runner = PriorShifted(runner, weights)
-    return runner, {**card, "prior_used": describe(resolved(card, prior))}
+    used = {"faces": faces if calibrated else "none", "temperature": temperature}
+    return runner, {**card, "prior_used": describe(resolved(card, prior)), "calibration_used": used}
 
 
 def _load_backend(model: str | os.PathLike | None, backend: str,
