@@ -1,7 +1,7 @@
 """ferkit: facial expression recognition (FER2013's seven emotions) on a laptop CPU and beyond.
 
-``Recognizer`` and ``list_models`` need only the runtime install (onnxruntime, OpenCV, numpy,
-Pillow); ``load_model`` gives the PyTorch network and needs the ``train`` extra.
+``Recognizer`` and ``list_models`` need only the runtime install (onnxruntime, numpy, Pillow;
+no OpenCV); ``load_model`` gives the PyTorch network and needs the ``train`` extra.
 """
 
 from __future__ import annotations

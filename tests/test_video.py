@@ -78,6 +78,13 @@ def test_camera_without_opencv_is_a_one_line_error_naming_the_extra(monkeypatch,
     assert err.count("\n") == 1 and "pip install 'ferkit[opencv]'" in err, err
 
 
+def test_video_without_pyav_is_a_one_line_error_naming_the_extra(astronaut_png, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "av", None)  # import av now raises ImportError
+    assert main(["video", str(astronaut_png), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install 'ferkit[video]'" in err, err
+
+
 def test_a_still_image_is_a_one_line_error_without_ffmpeg_noise(astronaut_png, tmp_path):
     """cv2.VideoCapture read a JPEG as a one-frame video and FFmpeg printed "[mjpeg @ 0x...] No JPEG
     data found" for some; ferkit says what the file is and exits 2, nothing else on stderr."""

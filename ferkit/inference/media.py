@@ -7,8 +7,10 @@ with a one-line error (``ferkit predict`` is for photos); FFmpeg's own log is si
 file gives ferkit's error and nothing else. Writing makes MPEG-4 Part 2 video (OpenCV's "mp4v",
 which ferkit wrote before) in the container the file name says.
 
-A camera (an int source) is read through OpenCV where it is installed (``pip install
-'ferkit[opencv]'``): PyAV opens cameras only through platform-specific device names.
+PyAV comes with the ``video`` extra (``pip install 'ferkit[video]'``: 104 MB installed, which
+would put the photo-only runtime over its 250 MB budget). A camera (an int source) is read through
+OpenCV where it is installed (``pip install 'ferkit[opencv]'``): PyAV opens cameras only through
+platform-specific device names.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from ferkit.errors import FerkitError
 from ferkit.imageio import IMAGE_SUFFIXES
 
 OPENCV_EXTRA = "pip install 'ferkit[opencv]'"
+VIDEO_EXTRA = "pip install 'ferkit[video]'"
 # Demuxers that read single pictures (FFmpeg names the per-format ones *_pipe).
 STILL_FORMATS = ("image2", "image2pipe")
 # MPEG-4 Part 2 at about 0.2 bits per pixel: close to what OpenCV's "mp4v" writer gave.
@@ -31,12 +34,22 @@ BITS_PER_PIXEL = 0.2
 
 
 def _av() -> Any:
-    """PyAV with FFmpeg's log silenced (ferkit reports what went wrong itself)."""
-    import av
-    import av.logging
+    """PyAV with FFmpeg's log silenced (ferkit reports what went wrong itself), or a one-line
+    error naming the extra."""
+    try:
+        import av
+        import av.logging
+    except ImportError:
+        raise FerkitError(f"video files need PyAV, which is not installed: {VIDEO_EXTRA}") from None
 
     av.logging.set_level(None)
     return av
+
+
+def _fraction(value: Any) -> Fraction | None:
+    """A PyAV rate or time base (a Fraction up to PyAV 18, an AVRational from 19) as a Fraction;
+    None when unset."""
+    return Fraction(value.numerator, value.denominator) if value else None
 
 
 def _rotated(rgb: np.ndarray, degrees: float) -> np.ndarray:
@@ -91,11 +104,12 @@ class VideoReader:
             raise FerkitError(f"{path}: holds no video stream")
         self._stream = stream = self._container.streams.video[0]
         stream.thread_type = "AUTO"  # frame and slice threads: decoding is the smaller cost here
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        rate = _fraction(stream.average_rate) or _fraction(stream.guessed_rate) or _fraction(stream.base_rate)
         self.fps = float(rate) if rate else 30.0
         self.frames = int(stream.frames or 0)
-        if not self.frames and stream.duration and stream.time_base:
-            self.frames = round(float(stream.duration * stream.time_base) * self.fps)
+        time_base = _fraction(stream.time_base)
+        if not self.frames and stream.duration and time_base:
+            self.frames = round(float(stream.duration * time_base) * self.fps)
 
     def __enter__(self) -> VideoReader:
         return self
@@ -155,9 +169,10 @@ class VideoReader:
         """Decoded frames from frame ``start``: a seek to the keyframe before it where the stream
         has timestamps at a constant rate, then decoding up to it; else from the beginning."""
         stream = self._stream
-        if start > 0 and stream.time_base and stream.average_rate:
+        time_base, rate = _fraction(stream.time_base), _fraction(stream.average_rate)
+        if start > 0 and time_base and rate:
             first = stream.start_time or 0
-            target = first + int(Fraction(start) / Fraction(stream.average_rate) / stream.time_base)
+            target = first + int(Fraction(start) / rate / time_base)
             try:
                 self._container.seek(target, backward=True, any_frame=False, stream=stream)
                 frames = self._container.decode(stream)
@@ -165,7 +180,7 @@ class VideoReader:
             except (_av().FFmpegError, StopIteration):
                 head = None
             if head is not None and head.pts is not None:
-                at = round(float((head.pts - first) * stream.time_base * stream.average_rate))
+                at = round(float((head.pts - first) * time_base * rate))
                 if at <= start:
                     return self._skip(head, frames, start - at)
             self._container.seek(0, backward=True, any_frame=False, stream=stream)

@@ -4,8 +4,8 @@ Decoding and inference are CPU work: each runs in anyio's thread pool under its 
 limiter. Decoding is bounded twice: at most DECODE_CONCURRENCY at once, and each one refuses
 images over SERVE_MAX_PIXELS from the header and keeps at most a DECODE_MAX_SIDE copy (a 10 MB
 PNG can expand to gigabytes of pixels). The model runs one request at a time per process: the
-onnxruntime backend already spreads a request's faces over the cores, and OpenCV's detector is
-not documented as thread-safe.
+onnxruntime backend already spreads a request's faces over the cores (the YuNet session is
+thread-safe, but one request at a time keeps each request's latency predictable).
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ def run_server(host: str = "127.0.0.1", port: int = 8000, model: str = "default"
     require("ferkit serve", *SERVE_MODULES)
     runnable(model)  # an unknown or unrunnable model fails here in one line, not in each worker
     parse_prior(prior)
-    make_detector(detector)  # so does a detector this OpenCV cannot run (Haar on OpenCV 5)
+    make_detector(detector)  # so does a detector that cannot run here (Haar without OpenCV 4)
     import uvicorn
 
     from ferkit.serve.access import default_allowed_hosts, is_loopback
