@@ -346,7 +346,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 def _add_detector_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detector", choices=["yunet", "haar"], default="yunet",
                    help="face detector: YuNet (default; five landmarks, eye-levelled crops) or OpenCV 4's "
-                        "Haar cascade (absent from OpenCV 5)")
+                        "Haar cascade (needs OpenCV 4: pip install 'ferkit[opencv]')")
 
 
 def _add_model_option(p: argparse.ArgumentParser, prior: bool = True) -> None:
@@ -455,8 +455,10 @@ def _cmd_video(args: argparse.Namespace) -> int:
 
 def _add_video(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("video", help="track faces and their emotions through a video or a camera")
-    p.add_argument("input", nargs="?", metavar="IN", help="video file (anything OpenCV decodes)")
-    p.add_argument("--camera", type=int, metavar="INDEX", help="read camera INDEX instead (Ctrl-C stops)")
+    p.add_argument("input", nargs="?", metavar="IN",
+                   help="video file (anything FFmpeg decodes; needs PyAV, the video extra)")
+    p.add_argument("--camera", type=int, metavar="INDEX",
+                   help="read camera INDEX instead (Ctrl-C stops; needs OpenCV, the opencv extra)")
     p.add_argument("--out", help="annotated video to write (.mp4)")
     p.add_argument("--csv", help="per-frame CSV: time, face id, box, 7 probabilities, landmarks")
     p.add_argument("--plot", help="emotion-over-time plot (.png)")
