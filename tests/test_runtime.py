@@ -58,7 +58,7 @@ def test_video_with_its_plot_needs_no_torch_nor_matplotlib(astronaut_png, tmp_pa
     done = without(TRAIN_ONLY, "video", clip, "--csv", table, "--plot", plot, "--quiet")
     assert done.returncode == 0, done.stderr
     assert len(table.read_text().splitlines()) == 31
-    assert plot.read_bytes()[:4] == b"\x89PNG" and plot.stat().st_size > 10_000
+    assert plot.read_bytes()[:4] == b"\x89PNG" and plot.stat().st_size > 5_000  # drawn, not blank
 
 
 @pytest.mark.parametrize(("args", "feature", "extra"), [
