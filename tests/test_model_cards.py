@@ -12,6 +12,7 @@ import pytest
 import ferkit.models.store as store
 from ferkit.cli import main
 from ferkit.models.card import MISSING, SCORES, headline
+from ferkit.runtime.prior import resolved
 
 
 @pytest.mark.parametrize("name", store.list_models())
@@ -27,6 +28,16 @@ def test_every_shipped_card_has_a_purpose_and_every_headline_figure(name: str) -
     for prior in ("balanced", "natural"):  # the command that measured them is recorded with them
         assert set(dict(SCORES)) <= set(card["figures"]["by_prior"][prior])
     assert card["figures"]["command"].startswith(".venv/bin/python benchmarks/card_figures.py")
+
+
+def test_the_headline_prior_is_what_prior_auto_gives() -> None:
+    """card.py cannot import the runtime (layers), so it restates ferkit.runtime.prior's rule."""
+    card = store.read_card(store.WEIGHTS_DIR / "default.json")
+    assert headline(card, "default").prior == resolved(card, "auto") == "balanced"
+    card["figures"]["by_prior"]["natural"]["ferplus_test_accuracy"] = 0.5
+    del card["prior"]
+    assert resolved(card, "auto") == "natural" == headline(card, "default").prior
+    assert headline(card, "default").ferplus_test_accuracy == 0.5
 
 
 def test_a_card_without_figures_shows_dashes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -14,8 +14,6 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from ferkit.runtime.prior import resolved
-
 MISSING = "–"  # how a figure the card lacks is shown
 # The figures measured under each prior: (key in the card's figures.by_prior.<prior>, label).
 SCORES = (
@@ -66,15 +64,16 @@ def headline(card: dict[str, Any], name: str) -> Headline:
     """The headline of a card: its scores under the prior that ``--prior auto`` resolves to for it
     (balanced where the card records its training prior), since that is what a user gets."""
     figures = card.get("figures") or {}
-    prior = resolved(card, "auto")
-    prior_name = prior if isinstance(prior, str) else None
-    scores = (figures.get("by_prior") or {}).get(prior_name) or {}
+    # What ferkit.runtime.prior.resolved(card, "auto") gives (the models layer cannot import the
+    # runtime; tests/test_model_cards.py holds the two to the same answer).
+    prior = "balanced" if "natural" in (card.get("prior") or {}) else "natural"
+    scores = (figures.get("by_prior") or {}).get(prior) or {}
     speed = figures.get("speed") or {}
     return Headline(
         name=name, purpose=card.get("purpose") or card.get("description", ""),
         labels=card.get("labels", (card.get("train_config") or {}).get("labels", "fer2013")),
         params=(card.get("metrics") or {}).get("params"),
-        prior=prior_name if scores else None,
+        prior=prior if scores else None,
         **{key: _number(scores.get(key)) for key, _ in SCORES},
         crops_per_s=_number(speed.get("crops_per_s")),
         speed_on=speed.get("on"),
