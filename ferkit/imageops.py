@@ -3,10 +3,12 @@
 Each mirrors the OpenCV call it replaced closely enough that crops, maps and detections stay
 the same within a grey level or so (``tests/test_imageops.py`` compares them where OpenCV is
 installed): the gray conversion is OpenCV's to the bit, the bilinear warp samples at OpenCV's
-1/32-pixel steps, area and bilinear resizing are Pillow's BOX and BILINEAR filters (the same
-pixel-centre convention as ``cv2.INTER_LINEAR`` when enlarging), and shrinking by area averaging
-is ``cv2.INTER_AREA``'s exact pixel coverage (Pillow's BOX filter counts a source pixel wholly
-or not at all, which differed from it by up to 59 grey levels at edges).
+1/32-pixel steps, shrinking by area averaging is ``cv2.INTER_AREA``'s exact pixel coverage
+(Pillow's BOX filter counts a source pixel wholly or not at all, which differed from it by up to
+59 grey levels at edges), and bilinear resizing of 8-bit images is ``cv2.INTER_LINEAR``'s
+fixed-point arithmetic (Pillow's BILINEAR rounds differently: one grey level on a quarter of the
+pixels, which moved YuNet's recall on enlarged photos by up to 3 faces of 336;
+benchmarks/results/yunet_backends.md).
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ def resize(image: np.ndarray, size: tuple[int, int], interpolation: Interpolatio
         return out.astype(image.dtype)
     if interpolation == "area":
         interpolation = "linear"
+    if interpolation == "linear" and image.dtype == np.uint8:
+        return _linear_8bit(image, w, h)
     if image.dtype == np.uint8:
         pil = Image.fromarray(np.ascontiguousarray(image))
         return np.array(pil.resize((w, h), _PIL_FILTERS[interpolation]))
@@ -65,6 +69,33 @@ def resize(image: np.ndarray, size: tuple[int, int], interpolation: Interpolatio
         raise ValueError("only 2-D float images can be resized")
     pil = Image.fromarray(np.ascontiguousarray(image, dtype=np.float32), mode="F")
     return np.array(pil.resize((w, h), _PIL_FILTERS[interpolation])).astype(image.dtype, copy=False)
+
+
+def _linear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(first source pixel, second, their 11-bit weights) per output pixel, as ``cv2.resize``
+    computes them for INTER_LINEAR: pixel centres aligned, edges clamped."""
+    fx = ((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5).astype(np.float32)
+    sx = np.floor(fx).astype(np.int64)
+    fx -= sx.astype(np.float32)
+    low, high = sx < 0, sx >= n_in - 1
+    fx[low], sx[low] = 0, 0
+    fx[high], sx[high] = 0, n_in - 1
+    w0 = np.rint((np.float32(1) - fx) * np.float32(2048)).astype(np.int32)
+    return sx, np.minimum(sx + 1, n_in - 1), w0, 2048 - w0
+
+
+def _linear_8bit(image: np.ndarray, w: int, h: int) -> np.ndarray:
+    """``cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)`` for uint8, in integers as
+    OpenCV's vectorised code does it (rows weighted in 11 bits, then columns, the result rounded
+    in two steps): equal to it on all but about 1 pixel in 2,000 (those by one grey level)."""
+    x0, x1, a0, a1 = _linear_taps(image.shape[1], w)
+    y0, y1, b0, b1 = _linear_taps(image.shape[0], h)
+    channel = (None,) * (image.ndim - 2)
+    src = image.astype(np.int32)  # 255 x 2048 x 2048 / 16 fits: no 64-bit arithmetic needed
+    rows = src[:, x0] * a0[(..., *channel)] + src[:, x1] * a1[(..., *channel)]
+    column = (slice(None), *(None,) * (rows.ndim - 1))
+    out = ((((rows[y0] >> 4) * b0[column]) >> 16) + (((rows[y1] >> 4) * b1[column]) >> 16) + 2) >> 2
+    return np.clip(out, 0, 255).astype(np.uint8)
 
 
 def _area_shrink(image: np.ndarray, n: int, axis: int) -> np.ndarray:

@@ -31,6 +31,16 @@ def test_area_shrink_matches_inter_area(astronaut, cv2, size):
     assert ours.shape == theirs.shape and diff.max() <= 1 and diff.mean() < 0.2
 
 
+@pytest.mark.parametrize("size", [(480, 480), (640, 600), (100, 77), (320, 213)])
+def test_linear_resize_matches_inter_linear(astronaut, cv2, size):
+    """Enlarging before detection (photos under 320 px): OpenCV's fixed-point result, nearly to the bit."""
+    part = astronaut[:416, :300]
+    ours = imageops.resize(part, size, "linear")
+    theirs = cv2.resize(part, size, interpolation=cv2.INTER_LINEAR)
+    diff = np.abs(ours.astype(int) - theirs)
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.01
+
+
 @pytest.mark.parametrize("border", ["replicate", "reflect101", "constant"])
 def test_warp_matches_warp_affine(astronaut, cv2, border):
     gray = imageops.to_gray(astronaut)
