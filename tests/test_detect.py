@@ -201,7 +201,8 @@ def test_without_cascades_haar_is_a_one_line_error_and_yunet_works(astronaut_png
         monkeypatch.delattr(cv2, "data", raising=False)
     else:
         monkeypatch.setattr(cv2.data, "haarcascades", str(tmp_path))
-    with pytest.raises(FerkitError, match="OpenCV 5"):
+    with pytest.raises(FerkitError, match=re.escape("OpenCV 5 dropped them): install OpenCV 4 (pip install "
+                                                    "'ferkit[opencv]')")):
         HaarDetector()
     with pytest.raises(FerkitError, match="OpenCV 5"):
         make_detector("haar")
@@ -224,7 +225,7 @@ def test_unknown_detector_is_refused():
 
 def test_without_opencv_haar_is_a_one_line_error_naming_the_extra(astronaut_png, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "cv2", None)  # import cv2 now raises ImportError
-    with pytest.raises(FerkitError, match=re.escape("pip install 'ferkit[haar]'")):
+    with pytest.raises(FerkitError, match=re.escape("pip install 'ferkit[opencv]'")):
         make_detector("haar")
     assert main(["predict", str(astronaut_png), "--detector", "haar"]) == 2
     err = capsys.readouterr().err

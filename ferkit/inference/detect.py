@@ -34,7 +34,7 @@ YUNET_FILE = "yunet_n_640_640.onnx"
 YUNET_SIDE = 320
 YUNET_SCORE = 0.6
 YUNET_STRIDES = (8, 16, 32)
-HAAR_EXTRA = "pip install 'ferkit[haar]'"
+OPENCV_EXTRA = "pip install 'ferkit[opencv]'"
 
 
 @runtime_checkable
@@ -235,7 +235,7 @@ def opencv() -> ModuleType:
     try:
         import cv2
     except ImportError:
-        raise FerkitError(f"the Haar detector needs OpenCV 4, which is not installed: {HAAR_EXTRA} "
+        raise FerkitError(f"the Haar detector needs OpenCV 4, which is not installed: {OPENCV_EXTRA} "
                           "(or use --detector yunet, the default)") from None
     return cv2
 
@@ -247,7 +247,7 @@ def haar_cascade_path() -> Path:
     path = Path(folder) / CASCADE_FILE if folder else None
     if path is None or not path.is_file():
         raise FerkitError(f"the Haar detector needs OpenCV's cascade files, which OpenCV {cv2.__version__} "
-                          "does not ship (OpenCV 5 dropped them): install OpenCV 4 ({HAAR_EXTRA}) or use "
+                          f"does not ship (OpenCV 5 dropped them): install OpenCV 4 ({OPENCV_EXTRA}) or use "
                           "--detector yunet, the default")
     return path
 
@@ -275,6 +275,9 @@ class HaarDetector:
     ) -> None:
         path = Path(cascade) if cascade else haar_cascade_path()
         self._cv2 = cv2 = opencv()
+        if not hasattr(cv2, "CascadeClassifier"):  # an OpenCV built without its cascade classifier
+            raise FerkitError(f"the Haar detector needs OpenCV 4's CascadeClassifier, which OpenCV "
+                              f"{cv2.__version__} lacks: {OPENCV_EXTRA} or use --detector yunet, the default")
         self._cascade = cv2.CascadeClassifier(str(path))
         if self._cascade.empty():
             raise FerkitError(f"cannot load Haar cascade {path}")
