@@ -145,15 +145,31 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
                       f"{u['accuracy_rest']}")
         print("sd: the ECE's bootstrap standard deviation (sampling noise); any T: the lowest ECE that any "
               "single temperature reaches on that set, chosen with hindsight (a diagnostic, not a fit)")
+        _print_photo_calibration(report["photos"])
     if args.write:
-        path = write_calibration(args.model, {k: report[k] for k in ("temperature", "uncertain_below",
-                                                                        "fitted_on")})
+        keep = ("temperature", "uncertain_below", "fitted_on")
+        calibration = {k: report[k] for k in keep} | {"photos": {k: report["photos"][k] for k in keep}}
+        path = write_calibration(args.model, calibration)
         print(f"wrote the calibration into {path}", file=sys.stderr)
     return 0
 
 
+def _print_photo_calibration(photos: dict) -> None:
+    print(f"faces from photos: temperature {photos['temperature']:.4f}, uncertain below "
+          f"{photos['uncertain_below']:.2f} (fitted on {photos['fitted_on']})")
+    for key, value in photos.items():
+        if "/" in key:
+            one, majority = value["one labeller"], value["majority"]["after"]
+            u = one["after"]["uncertain"]
+            print(f"{key:24s} ECE vs one labeller {one['before']['ece']:.4f} -> {one['after']['ece']:.4f} "
+                  f"({one['after']['ece_sd']:.4f}), vs the majority {majority['ece']:.4f}; uncertain: "
+                  f"{u['share']:.1%}, agreement flagged / rest {u['accuracy_flagged']} / "
+                  f"{u['accuracy_rest']}")
+
+
 def _add_calibrate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("calibrate", help="fit the temperature and 'uncertain' threshold on FER+ PublicTest")
+    p = sub.add_parser("calibrate", help="fit the temperatures and 'uncertain' thresholds (FER2013 crops, "
+                                        "faces from photos) on FER+ PublicTest")
     _add_model_option(p, prior=False)
     p.add_argument("--data", required=True,
                    help="the FER2013 challenge CSV(.gz) (PublicTest and PrivateTest)")
