@@ -17,8 +17,6 @@ can add a seed; run folders that hold a checkpoint resume.
 from __future__ import annotations
 
 import argparse
-import csv
-import gzip
 import json
 import os
 import shlex
@@ -30,6 +28,9 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from repo_support import add_smoke_args, results_dir
+
+from ferkit.data.slices import slice_fer
+from ferkit.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = "configs/ablation.toml"
@@ -51,44 +52,13 @@ SMOKE_ROWS = (0,)  # --smoke: the plain backbone (every model and augment key ov
 def fer_slice(data: str | Path, folder: Path, train: int, val: int, test: int,
               votes: str | Path | None = None) -> Path:
     """The first ``train`` Training, ``val`` PublicTest and ``test`` PrivateTest rows of the
-    challenge CSV ``data`` (real faces) as ``folder/fer2013/fer2013.csv``, and the FER+ votes of
-    those rows (``votes``, by default found beside ``data``, when there are), renumbered, as
-    ``folder/ferplus/ferplus_votes.csv.gz`` where ferkit looks for them: the data of the
-    benchmarks' smoke modes."""
-    data = Path(data)
-    if not data.is_file():
-        sys.exit(f"{data}: not found or not a file; the FER2013 challenge CSV is needed")
-    want = {"Training": train, "PublicTest": val, "PrivateTest": test}
-    out = folder / "fer2013" / "fer2013.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    kept: list[int] = []
-    opener = gzip.open if data.name.endswith(".gz") else open
-    with opener(data, "rt") as src, open(out, "w") as dst:
-        dst.write(src.readline())
-        for row, line in enumerate(src):
-            usage = line.rstrip().rsplit(",", 1)[1]
-            if want.get(usage, 0) > 0:
-                want[usage] -= 1
-                kept.append(row)
-                dst.write(line)
-                if not any(want.values()):
-                    break
-    votes = Path(votes or data.resolve().parent.parent / "ferplus" / "ferplus_votes.csv.gz")
-    if votes.is_file():
-        new = {old: i for i, old in enumerate(kept)}
-        target = folder / "ferplus" / "ferplus_votes.csv.gz"
-        target.parent.mkdir(exist_ok=True)
-        with gzip.open(votes, "rt", newline="") as src, \
-                gzip.open(target, "wt", newline="", compresslevel=1) as dst:
-            reader, writer = csv.reader(src), csv.writer(dst)
-            header = next(reader)
-            writer.writerow(header)
-            at = header.index("row")
-            for r in reader:
-                if r and int(r[at]) in new:
-                    r[at] = str(new[int(r[at])])
-                    writer.writerow(r)
-    return out
+    challenge CSV ``data`` (real faces), with their FER+ votes, laid out in ``folder`` as ferkit
+    looks for them (:func:`ferkit.data.slices.slice_fer`): the data of the benchmarks' smoke modes."""
+    counts = {"Training": train, "PublicTest": val, "PrivateTest": test}
+    try:
+        return slice_fer(data, folder, counts, votes)
+    except DataError as exc:
+        sys.exit(str(exc))
 
 
 def run_row(config: str, data: str, out: str, overrides: list[str], seed: int) -> tuple[str, dict]:

@@ -10,7 +10,6 @@ parameters, multiply-adds, and CPU inference images/s (torch fp32 and onnxruntim
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import tempfile
@@ -22,6 +21,7 @@ import torch
 from repo_support import add_smoke_args, results_dir
 from timing import window_rate
 
+from ferkit.data.slices import slice_challenge_csv
 from ferkit.evaluate.crops import evaluate_model
 from ferkit.models.io import load_model
 from ferkit.models.preprocess import Deployable
@@ -124,17 +124,7 @@ def markdown(rows: list[dict]) -> str:
 def csv_slice(data: str, out: Path, rows_per_split: int) -> str:
     """The first ``rows_per_split`` rows of each Usage of the challenge CSV (real images, for
     --smoke), written to ``out``."""
-    want = {"Training": rows_per_split, "PublicTest": rows_per_split, "PrivateTest": rows_per_split}
-    opener = gzip.open if data.endswith(".gz") else open
-    with opener(data, "rt") as src, open(out, "w") as dst:
-        dst.write(src.readline())
-        for line in src:
-            usage = line.rstrip().rsplit(",", 1)[1]
-            if want.get(usage, 0) > 0:
-                want[usage] -= 1
-                dst.write(line)
-            if not any(want.values()):
-                break
+    slice_challenge_csv(data, out, dict.fromkeys(("Training", "PublicTest", "PrivateTest"), rows_per_split))
     return str(out)
 
 

@@ -79,19 +79,10 @@ def fer_tarball(shared: Path) -> Path:
 @pytest.fixture(scope="session")
 def fer_slice_csv(fer_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real slice of the challenge CSV: 640 Training, 128 PublicTest, 128 PrivateTest rows."""
-    import gzip
+    from ferkit.data.slices import slice_challenge_csv
 
-    want = {"Training": 640, "PublicTest": 128, "PrivateTest": 128}
     out = tmp_path_factory.mktemp("fer") / "fer_slice.csv"
-    with gzip.open(fer_csv, "rt") as src, open(out, "w") as dst:
-        dst.write(src.readline())
-        for line in src:
-            usage = line.rstrip().rsplit(",", 1)[1]
-            if want.get(usage, 0) > 0:
-                want[usage] -= 1
-                dst.write(line)
-            if not any(want.values()):
-                break
+    slice_challenge_csv(fer_csv, out, {"Training": 640, "PublicTest": 128, "PrivateTest": 128})
     return out
 
 

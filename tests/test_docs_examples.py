@@ -27,6 +27,8 @@ from pathlib import Path
 import pytest
 from conftest import shared_dir
 
+from ferkit.data.slices import slice_fer
+
 REPO = Path(__file__).resolve().parents[1]
 PAGES = [REPO / "README.md", REPO / "CHANGELOG.md", *sorted((REPO / "docs").glob("*.md"))]
 RUN_LANGS = {"sh", "bash", "python"}
@@ -202,38 +204,8 @@ def test_models_tables_show_the_model_cards_figures() -> None:
 # ---------------------------------------------------------------- the sandbox
 
 def _slice_fer(shared: Path, out: Path) -> None:
-    """The first rows of each Usage of the challenge CSV, and the FER+ votes of the same rows
-    (renumbered, so that the join's row-by-row check holds)."""
-    want = dict(SLICE)
-    picked = []
-    with gzip.open(shared / "data/fer2013/fer2013.csv.gz", "rt") as src:
-        header = src.readline()
-        for index, line in enumerate(src):
-            usage = line.rstrip().rsplit(",", 1)[1]
-            if want.get(usage, 0) > 0:
-                want[usage] -= 1
-                picked.append((index, line))
-            if not any(want.values()):
-                break
-    (out / "data/fer2013").mkdir(parents=True)
-    with gzip.open(out / "data/fer2013/fer2013.csv.gz", "wt") as dst:
-        dst.write(header)
-        dst.writelines(line for _, line in picked)
-    keep = {index for index, _ in picked}
-    (out / "data/ferplus").mkdir(parents=True)
-    with gzip.open(shared / "data/ferplus/ferplus_votes.csv.gz", "rt") as src, \
-            gzip.open(out / "data/ferplus/ferplus_votes.csv.gz", "wt") as dst:
-        head = src.readline()
-        dst.write(head)
-        row = head.rstrip("\n").split(",").index("row")
-        n = 0
-        for line in src:
-            cells = line.rstrip("\n").split(",")
-            if int(cells[row]) in keep:
-                cells[row] = str(n)
-                n += 1
-                dst.write(",".join(cells) + "\n")
-    assert n == len(picked)
+    """The first rows of each Usage of the challenge CSV, and the FER+ votes of the same rows."""
+    slice_fer(shared / "data/fer2013/fer2013.csv.gz", out / "data", SLICE, name="fer2013.csv.gz")
 
 
 def _slice_expw(shared: Path, out: Path) -> None:
