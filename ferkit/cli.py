@@ -77,7 +77,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                           "(a folder with labels.csv and images/)")
     m = evaluate_model(args.model, args.data, args.split, args.protocol, args.split_seed, args.tta,
                        args.exclude_train_duplicates, args.ferplus, args.backend,
-                       calibrated=not args.uncalibrated, prior=args.prior)
+                       calibrated=not args.uncalibrated, prior=args.prior,
+                       calibration="crops" if args.calibration == "auto" else args.calibration)
     scored = {"fer2013": m} | ({"ferplus": m["ferplus"]} if "ferplus" in m else {})
     write_confusion_figures(args.figures, scored, f"{m['model']} on {m['split']}")
     if args.json:
@@ -114,6 +115,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                    help="write a confusion-matrix figure per label set (confusion_*.png) into DIR")
     p.add_argument("--uncalibrated", action="store_true",
                    help="score the network's own probabilities, without the model card's temperature")
+    p.add_argument("--calibration", choices=["auto", "crops", "photos"], default="auto",
+                   help="which of the card's temperatures applies: crops (FER2013-like faces), photos "
+                        "(faces found in photos), auto (photos for labelled photos, else crops)")
     _add_backend_option(p)
     # labelled photos (a folder with labels.csv and images/): see _eval_labelled_photos
     p.add_argument("--detector", help="labelled photos: face detector (default: the Recognizer's)")
@@ -201,7 +205,7 @@ def _eval_labelled_photos(args: argparse.Namespace) -> int:
                           "and no splits; every labelled face is scored)")
     m = evaluate_labelled_photos(args.model, args.data, detector=args.detector, backend=args.backend,
                                  tta=args.tta, progress=not args.quiet, calibrated=not args.uncalibrated,
-                                 prior=args.prior)
+                                 prior=args.prior, calibration=args.calibration)
     print(json.dumps(m) if args.json else format_photo_metrics(m))
     write_confusion_figures(args.figures, {"classifier": m["classifier"], "end_to_end": m["end_to_end"]},
                             f"{m['model']} on {Path(args.data).name}")

@@ -176,3 +176,11 @@ def test_calibrate_writes_the_card_and_the_model_then_uses_it(fer_csv: Path, tmp
     graph_only = run_ferkit("calibrate", "--model", str(WEIGHTS_DIR / "paper.onnx"), "--data", str(fer_csv),
                             "--write")
     assert graph_only.returncode != 0 and "export again" in graph_only.stderr
+
+
+def test_eval_scores_with_the_calibration_asked_for(fer_slice_csv: Path) -> None:
+    card = read_card(WEIGHTS_DIR / "default.safetensors")["calibration"]
+    for asked, temperature in (("auto", card["temperature"]), ("photos", card["photos"]["temperature"])):
+        run = run_ferkit("eval", "--data", str(fer_slice_csv), "--calibration", asked, "--json")
+        m = json.loads(run.stdout)
+        assert m["temperature"] == temperature and m["calibration_used"] == asked.replace("auto", "crops")

@@ -22,6 +22,7 @@ def evaluate_model(
     model: str | os.PathLike | None, data_path: str, split: str = "test", protocol: str = "canonical",
     split_seed: int = 0, tta: bool = False, exclude_train_duplicates: bool = False,
     ferplus: str | None = None, backend: str = "onnx", calibrated: bool = True, prior: str = "auto",
+    calibration: str = "crops",
 ) -> dict[str, Any]:
     """Metrics of a model reference on a data set's split, through ``backend``.
 
@@ -33,8 +34,8 @@ def evaluate_model(
     reliability bins and what the card's "uncertain" flag marks; ``calibrated=False`` measures the
     network's own probabilities, without the card's temperature.
     """
-    runner, card = load_classifier(model, backend, calibrated=calibrated, prior=prior)
-    threshold = uncertain_below(card) if calibrated else 0.0
+    runner, card = load_classifier(model, backend, calibrated=calibrated, prior=prior, faces=calibration)
+    threshold = uncertain_below(card, calibration) if calibrated else 0.0
     data = load_data(data_path)
     if (data.usage == OTHER).all():
         part, split, train = data, "all", None
@@ -67,7 +68,8 @@ def evaluate_model(
         }
     return metrics | {"model": card["name"], "backend": backend, "data": str(data_path), "split": split,
                       "protocol": protocol, "tta": tta, "calibrated": calibrated,
-                      "temperature": temperature_of(card) if calibrated else 1.0}
+                      "temperature": temperature_of(card, calibration) if calibrated else 1.0,
+                      "calibration_used": card["calibration_used"]["faces"]}
 
 
 def _ferplus_majority(data: Any, part: Any, votes: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -121,7 +121,8 @@ def evaluate_photos(
             "detections": detections}
     return {
         "model": recognizer.model_name, "detector": type(recognizer.detector).__name__,
-        "backend": recognizer.backend_name, "data": str(data.root), "n": int(len(y_true)),
+        "backend": recognizer.backend_name, "calibration_used": recognizer.card["calibration_used"],
+        "data": str(data.root), "n": int(len(y_true)),
         "photos": len(data.photos), "skipped": data.skipped, "iou_threshold": threshold, "tta": tta,
         "classifier": classifier, "end_to_end": e2e, "seconds": round(time.perf_counter() - start, 2),
     }
@@ -130,12 +131,13 @@ def evaluate_photos(
 def evaluate_labelled_photos(
     model: str | os.PathLike, data_path: str | Path, detector: str | None = None,
     backend: str = "onnx", tta: bool = False, progress: bool = True, calibrated: bool = True,
-    prior: str = "auto",
+    prior: str = "auto", calibration: str = "auto",
 ) -> dict[str, Any]:
     """Load the photos' labels and a Recognizer (``detector`` None: its default), then evaluate."""
     data = load_labelled_photos(data_path)  # before the model: a bad file fails fast
     kwargs: dict[str, Any] = {} if detector is None else {"detector": detector}
-    recognizer = Recognizer(model, backend=backend, calibrated=calibrated, prior=prior, **kwargs)
+    recognizer = Recognizer(model, backend=backend, calibrated=calibrated, prior=prior,
+                            calibration=calibration, **kwargs)
     return evaluate_photos(recognizer, data, tta=tta, progress=progress)
 
 
