@@ -468,7 +468,7 @@ def _cmd_video(args: argparse.Namespace) -> int:
     recognizer = Recognizer(args.model, detector=detector, backend=args.backend, prior=args.prior)
     source = args.camera if args.camera is not None else args.input
     summary = analyse_video(source, recognizer, out=args.out, csv_path=args.csv, plot=args.plot,
-                            every=args.every, progress=not args.quiet)
+                            every=args.every, progress=not args.quiet, detect_every=args.detect_every)
     print(summary.line(), file=sys.stderr)
     return 0
 
@@ -483,6 +483,10 @@ def _add_video(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--csv", help="per-frame CSV: time, face id, box, 7 probabilities, landmarks")
     p.add_argument("--plot", help="emotion-over-time plot (.png)")
     p.add_argument("--every", type=int, default=1, metavar="N", help="analyse every Nth frame")
+    p.add_argument("--detect-every", type=int, default=1, metavar="N",
+                   help="run the face detector on every Nth analysed frame only and carry the tracked "
+                        "faces between (faster; a face that moves off its track is detected again at "
+                        "once, a new face waits up to N-1 frames; default 1: detect on every frame)")
     _add_model_option(p)
     _add_backend_option(p)
     _add_detector_option(p)

@@ -12,11 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from support.synthetic import moving_face_frames, write_video
+from support.synthetic import background, moving_face_frames, paste, portrait_face, write_video
 
 from ferkit.cli import main
-from ferkit.inference.media import VideoReader, VideoWriter
-from ferkit.inference.video import VideoAnalyzer
+from ferkit.face import Box
+from ferkit.inference.media import VideoReader, VideoWriter, read_ahead
+from ferkit.inference.tracking import IouTracker
+from ferkit.inference.video import VideoAnalyzer, analyse_video, frame_faces
 
 REPO = Path(__file__).resolve().parents[1]
 FRAMES = 300
@@ -220,3 +222,94 @@ def test_a_face_seen_in_one_frame_is_drawn_as_dots_not_an_empty_panel(tmp_path):
         panel = img[top + 2 : top + PANEL_HEIGHT - 26, PLOT_LEFT + 2 : PLOT_WIDTH - PLOT_RIGHT - 2]
         rgb = np.array(CLASS_COLORS[colour], np.uint8)
         assert (panel == rgb).all(axis=2).sum() >= 9, f"panel {k + 1}: no {colour} drawn"
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(path.open()))
+
+
+def test_decoding_ahead_gives_the_frames_results_one_by_one_reading_gave(recognizer, face_video, tmp_path):
+    """The threads that decode and detect ahead change the speed only: every CSV row is what
+    reading, detecting and classifying one frame at a time gives."""
+    table = tmp_path / "ahead.csv"
+    analyse_video(face_video, recognizer, csv_path=table, progress=False)
+    rows = _rows(table)
+    with VideoReader(face_video) as cap:
+        serial = [frame_faces(recognizer, frame) for frame in cap]
+    assert [int(r["frame"]) for r in rows] == list(range(FRAMES))
+    for r, faces in zip(rows, serial, strict=True):
+        (face,) = faces
+        assert face.box is not None and r["label"] == face.label
+        assert [int(r[k]) for k in "xywh"] == [face.box.x, face.box.y, face.box.w, face.box.h]
+        assert float(r["happy"]) == pytest.approx(face.probabilities["happy"], abs=1e-5)
+
+
+def test_read_ahead_raises_the_producers_error_where_it_happened_and_stops_its_thread():
+    import threading
+
+    def items():
+        yield from range(3)
+        raise ValueError("corrupt frame 3")
+
+    seen = []
+    with pytest.raises(ValueError, match="corrupt frame 3"):
+        for item in read_ahead(items(), depth=2):
+            seen.append(item)
+    assert seen == [0, 1, 2]
+    ahead = read_ahead(iter(range(1000)), depth=2)  # the consumer stops early: the thread ends too
+    assert next(ahead) == 0
+    ahead.close()
+    assert not [t for t in threading.enumerate() if t.name == "ferkit-read-ahead"]
+
+
+def test_detect_every_n_keeps_the_track_and_the_labels(recognizer, face_video, tmp_path):
+    """Detection on every 5th frame: the same one face id all the way, a row per frame, labels as
+    detecting every frame gives them, and landmarks carried inside their moving box."""
+    tables = {n: tmp_path / f"every{n}.csv" for n in (1, 5)}
+    summaries = {n: analyse_video(face_video, recognizer, csv_path=t, progress=False, detect_every=n)
+                 for n, t in tables.items()}
+    assert summaries[1].detections == FRAMES
+    assert summaries[5].detections < FRAMES / 2 and "through the detector" in summaries[5].line()
+    every, carried = _rows(tables[1]), _rows(tables[5])
+    assert [int(r["frame"]) for r in carried] == list(range(FRAMES))
+    assert {r["face_id"] for r in carried} == {"1"}
+    agree = sum(a["label"] == b["label"] for a, b in zip(every, carried, strict=True))
+    assert agree / FRAMES >= 0.97
+    for r, ref in zip(carried, every, strict=True):
+        x, y, w, h = (int(r[k]) for k in "xywh")
+        assert abs(x - int(ref["x"])) + abs(y - int(ref["y"])) <= 0.25 * w  # on the face
+        assert x <= float(r["nose_x"]) <= x + w and y <= float(r["nose_y"]) <= y + h
+
+
+def test_a_cut_is_detected_at_once_not_carried(recognizer, astronaut_png):
+    """The face jumps across the picture between two frames (a cut): its carried crop no longer
+    matches, so that frame goes through the detector and the box lands where the face is."""
+    face = portrait_face(astronaut_png, 160)
+    frames = []
+    for i in range(8):
+        frame = background()
+        paste(frame, face, 60 if i < 4 else 420, 100 if i < 4 else 260)
+        frames.append(frame)
+    analyzer = VideoAnalyzer(recognizer, detect_every=20)
+    results = [analyzer.analyse(i, f) for i, f in enumerate(frames)]
+    assert analyzer.detections == 2  # the first frame and the cut
+    (after,), _, _ = results[4]
+    assert after.box is not None and after.box.x > 380 and after.box.y > 230
+
+
+def test_tracker_carries_boxes_and_landmarks_at_their_velocity():
+    marks = ((30.0, 40.0), (50.0, 40.0), (40.0, 50.0), (32.0, 60.0), (48.0, 60.0))
+    tracker = IouTracker()
+    assert tracker.update([Box(20, 30, 40, 40, marks)], frame=0) == [1]
+    moved = tuple((x + 10, y + 4) for x, y in marks)
+    assert tracker.update([Box(30, 34, 40, 40, moved)], frame=5) == [1]  # 2 px/frame right, 0.8 down
+    ((track_id, box),) = tracker.carried(frame=10)
+    assert track_id == 1 and (box.x, box.y, box.w, box.h) == (40, 38, 40, 40)
+    assert box.landmarks == pytest.approx(tuple((x + 20, y + 8) for x, y in marks))
+
+
+@pytest.mark.parametrize("value", ["0", "-2"])
+def test_a_bad_detection_interval_is_a_one_line_error(face_video, capsys, value):
+    assert main(["video", str(face_video), "--detect-every", value, "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--detect-every" in err[0] and "at least 1" in err[0], err

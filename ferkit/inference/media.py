@@ -15,10 +15,12 @@ platform-specific device names.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -31,6 +33,12 @@ VIDEO_EXTRA = "pip install 'ferkit[video]'"
 STILL_FORMATS = ("image2", "image2pipe")
 # MPEG-4 Part 2 at about 0.2 bits per pixel: close to what OpenCV's "mp4v" writer gave.
 BITS_PER_PIXEL = 0.2
+# Frames decoded ahead of the analysis: enough to ride out a slow frame, few enough that 640x480
+# RGB frames hold under 4 MB.
+READ_AHEAD = 4
+_POLL_S = 0.05  # how often a blocked producer checks whether the consumer has gone
+_END = object()
+T = TypeVar("T")
 
 
 def _av() -> Any:
@@ -57,6 +65,51 @@ def _rotated(rgb: np.ndarray, degrees: float) -> np.ndarray:
     sign), so that it shows the way players show it."""
     quarter = round(degrees / 90) % 4
     return np.ascontiguousarray(np.rot90(rgb, quarter)) if quarter else rgb
+
+
+def read_ahead(items: Iterable[T], depth: int = READ_AHEAD) -> Iterator[T]:
+    """``items`` as they come, produced by a thread up to ``depth`` ahead of the consumer.
+
+    Decoding (FFmpeg releases the GIL) then runs on the second core while the caller detects and
+    classifies. An exception in the producer is raised here, at the item where it happened. When
+    the consumer stops early (break, an error, ``close()``), the thread is told to stop and joined
+    before this generator returns, so the caller can close the reader safely afterwards.
+    """
+    slots: queue.Queue[tuple[Any, BaseException | None]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry: tuple[Any, BaseException | None]) -> bool:
+        while not stop.is_set():
+            try:
+                slots.put(entry, timeout=_POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+        except BaseException as exc:  # handed to the consumer, which raises it
+            put((_END, exc))
+        else:
+            put((_END, None))
+
+    thread = threading.Thread(target=produce, name="ferkit-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = slots.get()
+            if item is _END:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 class VideoReader:

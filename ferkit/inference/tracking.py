@@ -3,6 +3,10 @@
 Greedy matching on overlap (IoU) first, then on centre distance for fast-moving faces whose
 boxes no longer overlap; a track survives ``max_missed`` frames without a match so that one
 missed detection does not give the same face a new id.
+
+Each track also keeps its velocity (pixels per frame, from its last two matches), so that a
+video analysed with detection only every few frames can carry the boxes, landmarks included,
+to the frames in between (:meth:`IouTracker.carried`).
 """
 
 from __future__ import annotations
@@ -28,11 +32,23 @@ def centre_distance(a: Box, b: Box) -> float:
     return (dx * dx + dy * dy) ** 0.5 / max(a.w, a.h, b.w, b.h, 1)
 
 
+def _centre(box: Box) -> tuple[float, float]:
+    return box.x + box.w / 2, box.y + box.h / 2
+
+
+def shifted(box: Box, dx: float, dy: float) -> Box:
+    """``box`` moved by (dx, dy) pixels, its landmarks with it (the aligned crop follows them)."""
+    marks = None if box.landmarks is None else tuple((x + dx, y + dy) for x, y in box.landmarks)
+    return Box(round(box.x + dx), round(box.y + dy), box.w, box.h, marks, box.score)
+
+
 @dataclass
 class _Track:
     id: int
     box: Box
     missed: int = 0
+    frame: int = 0  # the frame of the last match
+    velocity: tuple[float, float] = (0.0, 0.0)  # of the box's centre, pixels per frame
 
 
 class IouTracker:
@@ -44,9 +60,14 @@ class IouTracker:
         self.max_missed = max_missed
         self._tracks: list[_Track] = []
         self._next_id = 1
+        self._frame = -1
 
-    def update(self, boxes: list[Box]) -> list[int]:
-        """Ids for ``boxes`` (same order); call once per analysed frame, even with no boxes."""
+    def update(self, boxes: list[Box], frame: int | None = None) -> list[int]:
+        """Ids for ``boxes`` (same order); call once per analysed frame, even with no boxes.
+        ``frame``: the frame's index, which velocities are measured in (default: one more than
+        the last update's)."""
+        frame = self._frame + 1 if frame is None else frame
+        self._frame = frame
         ids: list[int | None] = [None] * len(boxes)
         free = set(range(len(self._tracks)))
         for score_pairs in (self._iou_pairs(boxes), self._distance_pairs(boxes)):
@@ -54,7 +75,11 @@ class IouTracker:
                 if t in free and ids[b] is None:
                     free.discard(t)
                     track = self._tracks[t]
-                    track.box, track.missed = boxes[b], 0
+                    gap = frame - track.frame
+                    if gap > 0:
+                        (x0, y0), (x1, y1) = _centre(track.box), _centre(boxes[b])
+                        track.velocity = ((x1 - x0) / gap, (y1 - y0) / gap)
+                    track.box, track.missed, track.frame = boxes[b], 0, frame
                     ids[b] = track.id
         for t in free:
             self._tracks[t].missed += 1
@@ -63,6 +88,16 @@ class IouTracker:
             if ids[b] is None:
                 ids[b] = self._new_track(box)
         return [i for i in ids if i is not None]
+
+    def carried(self, frame: int) -> list[tuple[int, Box]]:
+        """(id, box) of the tracks the last update matched, moved on to ``frame`` at their
+        velocity: the guesses for a frame that is not run through the detector."""
+        out = []
+        for t in self._tracks:
+            if t.missed == 0:
+                steps = frame - t.frame
+                out.append((t.id, shifted(t.box, t.velocity[0] * steps, t.velocity[1] * steps)))
+        return out
 
     def _iou_pairs(self, boxes: list[Box]) -> list[tuple[float, int, int]]:
         pairs = [(-iou(track.box, box), t, b) for t, track in enumerate(self._tracks)
@@ -75,7 +110,7 @@ class IouTracker:
         return sorted(p for p in pairs if p[0] <= self.max_centre_distance)
 
     def _new_track(self, box: Box) -> int:
-        track = _Track(self._next_id, box)
+        track = _Track(self._next_id, box, frame=self._frame)
         self._next_id += 1
         self._tracks.append(track)
         return track.id

@@ -20,9 +20,11 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ferkit.errors import FerkitError
-from ferkit.face import CLASSES
+from ferkit.face import CLASSES, Box
 from ferkit.inference.annotate import draw_faces
-from ferkit.inference.media import VideoReader, VideoWriter
+from ferkit.inference.crop import crop_faces
+from ferkit.inference.detect import to_gray
+from ferkit.inference.media import VideoReader, VideoWriter, read_ahead
 from ferkit.inference.tracking import IouTracker
 from ferkit.inference.types import (
     LANDMARK_COLUMNS,
@@ -42,6 +44,13 @@ CSV_DECIMALS = {"time_s": 3, "score": 5, **dict.fromkeys(CLASSES, 5), **LANDMARK
 # Detection runs on frames shrunk to at most this side; it bounds the cost of HD video (YuNet's
 # own input side, 320, is below it; HaarDetector shrinks 640x480 frames to 320x240 anyway).
 DETECT_SIDE = 640
+# A carried face's crop may differ from its crop at detection by this much (crop_difference,
+# grey levels) before the frame is detected again. Chosen before any measurement of agreement,
+# on the astronaut portrait (the tests' photo): its crop moved by 5% of the face's side differs
+# by 8.0-9.5 grey levels (3%: 4.9-5.7, 12%: 17.5-23), alone and in the 3-face group photo. 5% is
+# about the spread of FER2013's own framing (anchor quartile range 2.2 px of 48, crop.py).
+REDETECT_DIFF = 8.0
+REDETECT_BLOCK = 8  # pixels per side of the blocks crop_difference compares (a 6x6 grid)
 
 
 @dataclass
@@ -61,13 +70,15 @@ class VideoSummary:
     faces: int = 0
     track_ids: set[int] = field(default_factory=set)
     seconds: float = 0.0
+    detections: int = 0  # analysed frames that ran the detector (all of them unless detect_every > 1)
 
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds else 0.0
 
     def line(self) -> str:
-        return (f"{self.frames} frames ({self.analysed} analysed), {self.faces} face detections, "
+        detected = f", {self.detections} through the detector" if self.detections < self.analysed else ""
+        return (f"{self.frames} frames ({self.analysed} analysed{detected}), {self.faces} face detections, "
                 f"{len(self.track_ids)} tracked face(s), {self.fps:.1f} frames/s")
 
 
@@ -77,39 +88,105 @@ def open_capture(source: str | Path | int) -> VideoReader:
 
 
 class VideoAnalyzer:
-    """Frame-by-frame recognition with tracking; feed frames in order with :meth:`analyse`."""
+    """Frame-by-frame recognition with tracking; feed frames in order with :meth:`analyse`.
 
-    def __init__(self, recognizer: Recognizer, every: int = 1) -> None:
-        if every < 1:
-            raise FerkitError("--every must be at least 1")
+    ``every``: analyse every N-th frame (the others repeat the last result). ``detect_every``:
+    run the detector on every N-th analysed frame only; in between, each face's box and landmarks
+    move on at the track's velocity and its crop is classified there. Detection is the largest
+    cost per frame, so this is the fast mode; a carried crop that no longer looks like the one
+    detected (:data:`REDETECT_DIFF`: the face moved off its track, turned, or the scene cut)
+    makes that frame a detection frame instead. A face entering the picture waits for the next
+    detection, at most ``detect_every - 1`` analysed frames.
+    """
+
+    def __init__(self, recognizer: Recognizer, every: int = 1, detect_every: int = 1,
+                 redetect_diff: float | None = None) -> None:
+        for option, value in (("--every", every), ("--detect-every", detect_every)):
+            if not isinstance(value, int) or value < 1:
+                raise FerkitError(f"{option} must be a whole number of frames, at least 1, not {value!r}")
         self.recognizer = recognizer
         self.every = every
-        self.tracker = make_tracker(every)
+        self.detect_every = detect_every
+        self.redetect_diff = REDETECT_DIFF if redetect_diff is None else redetect_diff
+        self.tracker = make_tracker(every * detect_every)
         self._last: tuple[list[Face], list[int]] = ([], [])
+        self._since_detection = detect_every  # the first analysed frame is a detection frame
+        self._reference: dict[int, np.ndarray] = {}  # each track's crop at its last detection
+        self.detections = 0  # frames run through the detector (a measure of the savings)
 
-    def analyse(self, index: int, rgb: np.ndarray) -> tuple[list[Face], list[int], bool]:
-        """(faces, their ids, whether this frame was analysed); skipped frames repeat the last."""
+    def locate(self, index: int, rgb: np.ndarray) -> tuple[list[Box], np.ndarray] | None:
+        """Boxes and crops of frame ``index`` where they do not depend on the frames before it
+        (every analysed frame is detected), else None: a thread can then run the detector on
+        the next frame while this one is classified (:func:`analyse_video`)."""
+        if self.detect_every == 1 and index % self.every == 0:
+            return self.recognizer.locate(rgb)
+        return None
+
+    def analyse(self, index: int, rgb: np.ndarray, located: tuple[list[Box], np.ndarray] | None = None,
+                ) -> tuple[list[Face], list[int], bool]:
+        """(faces, their ids, whether this frame was analysed); skipped frames repeat the last.
+        ``located``: what :meth:`locate` gave for this frame, if it ran already."""
         if index % self.every:
             return (*self._last, False)
-        faces = frame_faces(self.recognizer, rgb)
-        ids = self.tracker.update([f.box for f in faces])
-        self._last = (faces, ids)
-        return faces, ids, True
+        carried = None
+        if self._since_detection < self.detect_every:
+            carried = self._carry(index, rgb)
+        if carried is None:
+            carried = self._detect(index, rgb, located)
+        self._last = carried
+        return *carried, True
+
+    def _detect(self, index: int, rgb: np.ndarray, located: tuple[list[Box], np.ndarray] | None,
+                ) -> tuple[list[Face], list[int]]:
+        boxes, crops = located if located is not None else self.recognizer.locate(rgb)
+        ids = self.tracker.update(boxes, index)
+        self.detections += 1
+        self._since_detection = 1
+        if self.detect_every > 1:
+            self._reference = dict(zip(ids, crops, strict=True))
+        return classify_crops(self.recognizer, boxes, crops), ids
+
+    def _carry(self, index: int, rgb: np.ndarray) -> tuple[list[Face], list[int]] | None:
+        """The tracked faces moved on to this frame, or None when a crop says to detect again."""
+        tracks = self.tracker.carried(index)
+        self._since_detection += 1
+        if not tracks:
+            return [], []
+        ids = [i for i, _ in tracks]
+        boxes = [b for _, b in tracks]
+        crops = crop_faces(to_gray(rgb), boxes)
+        if max(crop_difference(crops[k], self._reference[i]) for k, i in enumerate(ids)) > self.redetect_diff:
+            return None
+        return classify_crops(self.recognizer, boxes, crops), ids
+
+
+def crop_difference(a: np.ndarray, b: np.ndarray, block: int = REDETECT_BLOCK) -> float:
+    """How far apart two 48x48 crops are: the mean absolute difference of their ``block`` x
+    ``block`` pixel means, each crop's own mean brightness removed (grey levels). Block means
+    ignore codec noise and a lighting change alone does not count; the cheap test of whether a
+    carried box still frames the face it was detected on."""
+    n = a.shape[0] // block
+    a32, b32 = (c.astype(np.float32).reshape(n, block, n, block).mean(axis=(1, 3)) for c in (a, b))
+    return float(np.abs((a32 - a32.mean()) - (b32 - b32.mean())).mean())
 
 
 def make_tracker(every: int) -> IouTracker:
-    """The tracker for a video analysed every ``every`` frames (a face may go unseen for about
-    half a second of video, at least two analysed frames, before it loses its id)."""
+    """The tracker for a video detected every ``every`` frames (a face may go unseen for about
+    half a second of video, at least two detections, before it loses its id)."""
     return IouTracker(max_missed=max(2, 15 // every))
+
+
+def classify_crops(recognizer: Recognizer, boxes: list[Box], crops: np.ndarray) -> list[Face]:
+    """The faces of ``boxes`` from their crops, all in one forward pass."""
+    probs = recognizer.classify(crops) if len(boxes) else np.empty((0, len(CLASSES)))
+    return [face_from_probs(p.tolist(), b, recognizer.uncertain_below)
+            for p, b in zip(probs, boxes, strict=True)]
 
 
 def frame_faces(recognizer: Recognizer, rgb: np.ndarray) -> list[Face]:
     """The faces of one RGB frame, classified in one forward pass, in the detector's order (the
     order the tracker reads them in). ``ferkit batch video`` calls it on its frame ranges."""
-    boxes, crops = recognizer.locate(rgb)
-    probs = recognizer.classify(crops) if len(boxes) else np.empty((0, len(CLASSES)))
-    return [face_from_probs(p.tolist(), b, recognizer.uncertain_below)
-            for p, b in zip(probs, boxes, strict=True)]
+    return classify_crops(recognizer, *recognizer.locate(rgb))
 
 
 def analyse_video(
@@ -120,11 +197,17 @@ def analyse_video(
     plot: str | Path | None = None,
     every: int = 1,
     progress: bool = True,
+    detect_every: int = 1,
 ) -> VideoSummary:
-    """Run a video (or camera: an int) through ``recognizer`` and write the requested outputs."""
+    """Run a video (or camera: an int) through ``recognizer`` and write the requested outputs.
+
+    ``every`` and ``detect_every`` are :class:`VideoAnalyzer`'s. Frames are decoded by a thread a
+    few frames ahead of the analysis (:func:`read_ahead`); when every analysed frame is
+    detected, a second thread runs detection and cropping ahead too, so that on two cores
+    decoding, detection and classification overlap. Results are the same frame for frame."""
     from tqdm import tqdm
 
-    analyzer = VideoAnalyzer(recognizer, every)  # validates `every` before the capture opens
+    analyzer = VideoAnalyzer(recognizer, every, detect_every)  # validated before the capture opens
     cap = open_capture(source)
     camera = cap.camera
     fps = cap.fps
@@ -133,13 +216,16 @@ def analyse_video(
     summary = VideoSummary()
     writer: VideoWriter | LiveVideoWriter | None = None
     rows = csv_file = None
+    frames = read_ahead(cap)
+    staged = (read_ahead((f, analyzer.locate(i, f)) for i, f in enumerate(frames)) if detect_every == 1
+              else ((f, None) for f in frames))
     start = time.perf_counter()
     try:
         rows, csv_file = _open_csv(csv_path)
         bar = tqdm(total=total or None, unit="frame", disable=not progress, desc="video")
-        for index, frame in enumerate(cap):
+        for index, (frame, located) in enumerate(staged):
             t = time.perf_counter() - start if camera else index / fps
-            faces, ids, analysed = analyzer.analyse(index, frame)
+            faces, ids, analysed = analyzer.analyse(index, frame, located)
             if analysed:
                 summary.analysed += 1
                 new = [FaceRecord(index, t, i, f) for i, f in zip(ids, faces, strict=True)]
@@ -160,6 +246,8 @@ def analyse_video(
         pass  # a camera runs until Ctrl-C: keep what was recorded
     finally:
         summary.seconds = time.perf_counter() - start
+        staged.close()  # joins the threads, the reader's last, before the reader closes
+        frames.close()
         cap.close()
         try:
             if writer is not None:
@@ -168,6 +256,7 @@ def analyse_video(
             if csv_file is not None:
                 csv_file.close()
     summary.faces = len(records)
+    summary.detections = analyzer.detections
     summary.track_ids = {r.face_id for r in records}
     if summary.frames == 0:
         raise FerkitError(f"{source}: no frame could be read")
