@@ -5,7 +5,13 @@ fixed time; reports requests/s, latency percentiles, errors, 5xx and dropped con
 (b) bad input: a few hundred malformed requests (tests/support/malformed.py) plus chunked oversized
 bodies; every answer must be a 4xx with a JSON ``detail``, and /healthz must be fine afterwards.
 
-    python benchmarks/serve_load.py --duration 20 --clients 32 --bad 300
+Where the time goes: every 200 answer carries the server's ``Server-Timing`` header (queue, decode,
+detect, crop, batch_wait, classify, post, serialise; the forward pass's batch), summarised per
+stage; and the server process's CPU seconds over the load (/proc/PID/stat) per answered request.
+``--before-root DIR`` first runs the same load against another checkout (e.g. ``git archive`` of
+the previous commit), so that before and after share one run and one machine state.
+
+    flock /tmp/ferkit-bench.lock python benchmarks/serve_load.py --duration 20 --clients 32 --bad 300
     python benchmarks/serve_load.py --smoke    # seconds: 2 s of load, 2 clients, 20 bad requests
 
 The clients run on the same machine as the server, so they share its CPUs.
@@ -17,6 +23,7 @@ import argparse
 import asyncio
 import io
 import json
+import multiprocessing
 import os
 import platform
 import shlex
@@ -34,6 +41,7 @@ from PIL import Image
 from repo_support import add_smoke_args, results_dir
 from support.launch import ServerProcess
 from support.malformed import BadRequest, malformed_requests
+from timing import cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FERKIT_SHARED", REPO.parent / "shared"))
@@ -51,6 +59,7 @@ class LoadStats:
     dropped: int = 0
     timeouts: int = 0
     other_errors: Counter = field(default_factory=Counter)
+    server_timing: list[str] = field(default_factory=list)  # the header of each 200 answer
 
 
 def photo_jpeg(path: Path, size: tuple[int, int]) -> bytes:
@@ -83,30 +92,106 @@ async def one_client(url: str, body: bytes, deadline: float, max_requests: int, 
             stats.statuses[response.status_code] += 1
             if response.status_code == 200:
                 stats.latencies_ms.append((time.perf_counter() - start) * 1000)
+                stats.server_timing.append(response.headers.get("server-timing", ""))
 
 
 async def probe_health(url: str, deadline: float, latencies_ms: list[float]) -> None:
-    """/healthz twice a second during the load: slow answers would mean a blocked event loop."""
+    """/healthz five times a second during the load: slow answers would mean a blocked event loop."""
     async with httpx.AsyncClient(base_url=url, timeout=60) as client:
         while time.monotonic() < deadline:
             start = time.perf_counter()
             (await client.get("/healthz")).raise_for_status()
             latencies_ms.append((time.perf_counter() - start) * 1000)
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.2)
 
 
-async def run_load(url: str, body: bytes, clients: int, duration: float, max_requests: int) -> dict:
-    stats, counter, health_ms = LoadStats(), [0], []
+def _probe_in_child(url: str, deadline: float, conn: Any) -> None:
+    latencies: list[float] = []
+    asyncio.run(probe_health(url, deadline, latencies))
+    conn.send(latencies)
+    conn.close()
+
+
+def start_health_probe(url: str, deadline: float) -> tuple[Any, Any]:
+    """/healthz probed from a process of its own: in the clients' process each probe would also
+    wait for their event loop (a core's worth of work under load), not only for the server's."""
+    ctx = multiprocessing.get_context("fork")
+    parent, child = ctx.Pipe(duplex=False)
+    process = ctx.Process(target=_probe_in_child, args=(url, deadline, child), daemon=True)
+    process.start()
+    child.close()
+    return process, parent
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc; 0.0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def parse_server_timing(header: str) -> tuple[dict[str, float], dict[str, int]]:
+    """({stage: ms}, {"faces": n, "requests": n}) from one Server-Timing value."""
+    stages: dict[str, float] = {}
+    batch: dict[str, int] = {}
+    for metric in filter(None, (m.strip() for m in header.split(","))):
+        name, *params = (p.strip() for p in metric.split(";"))
+        for param in params:
+            key, _, value = param.partition("=")
+            if key == "dur":
+                stages[name] = float(value)
+            elif key == "desc" and name == "batch":
+                batch = {k: int(v) for k, v in (kv.split("=") for kv in value.strip('"').split())}
+    return stages, batch
+
+
+def summarise_stages(headers: list[str]) -> dict:
+    """Per stage: mean, p50 and p99 ms over the answers that went through it; the batches shared."""
+    per_stage: dict[str, list[float]] = {}
+    faces, requests = [], []
+    for header in headers:
+        stages, batch = parse_server_timing(header)
+        for name, ms in stages.items():
+            per_stage.setdefault(name, []).append(ms)
+        if batch.get("faces"):
+            faces.append(batch["faces"])
+            requests.append(batch["requests"])
+    table = {name: {"mean": round(statistics.fmean(v), 2), "p50": round(percentile(v, 50) or 0, 2),
+                    "p99": round(percentile(v, 99) or 0, 2), "answers": len(v)}
+             for name, v in per_stage.items()}
+    return {"stages_ms": table,
+            "batch_faces": {"mean": round(statistics.fmean(faces), 2) if faces else None,
+                            "max": max(faces, default=None)},
+            "batch_requests": {"mean": round(statistics.fmean(requests), 2) if requests else None,
+                               "max": max(requests, default=None),
+                               "histogram": dict(sorted(Counter(requests).items()))}}
+
+
+async def run_load(url: str, body: bytes, clients: int, duration: float, max_requests: int,
+                   server_pid: int | None = None) -> dict:
+    stats, counter = LoadStats(), [0]
+    server_cpu = process_cpu_s(server_pid) if server_pid else 0.0
+    client_cpu = time.process_time()
     start = time.monotonic()
     deadline = start + duration
-    await asyncio.gather(probe_health(url, deadline, health_ms),
-                         *(one_client(url, body, deadline, max_requests, counter, stats)
+    prober, probes = start_health_probe(url, deadline)
+    await asyncio.gather(*(one_client(url, body, deadline, max_requests, counter, stats)
                            for _ in range(clients)))
     elapsed = time.monotonic() - start
+    health_ms = await asyncio.to_thread(probes.recv)
+    prober.join()
     summary = summarise_load(stats, elapsed)
     summary["healthz_ms_under_load"] = {"p50": _round(percentile(health_ms, 50)),
+                                        "p99": _round(percentile(health_ms, 99)),
                                         "max": _round(max(health_ms) if health_ms else None),
                                         "probes": len(health_ms)}
+    ok = max(1, stats.statuses.get(200, 0))
+    summary["cpu_ms_per_request"] = {
+        "server": round((process_cpu_s(server_pid) - server_cpu) * 1000 / ok, 2) if server_pid else None,
+        "clients": round((time.process_time() - client_cpu) * 1000 / ok, 2)}
+    summary["server_timing"] = summarise_stages(stats.server_timing)
     return summary
 
 
@@ -212,28 +297,34 @@ def server_log_problems(log: str) -> dict:
 
 def write_markdown(result: dict, path: Path) -> None:
     load, bad, env = result["load"], result["bad_input"], result["environment"]
-    lat, health = load["latency_ms"], load["healthz_ms_under_load"]
+    health = load["healthz_ms_under_load"]
     lines = [
         "# ferkit serve: load and bad-input benchmark",
         "",
         f"Command: `{result['command']}`  ",
-        f"Date: {result['date']}. Machine: {env['cpus']} CPUs, {env['platform']}; server and clients on "
-        f"the same machine (loopback). Load average before the run: {env['loadavg_before']}.  ",
+        f"Date: {result['date']}. Machine: {env['cpus']} CPUs ({env['cpu']}; {', '.join(env['cpu_flags'])}), "
+        f"{env['platform']}; server and clients on the same machine (loopback), shared with other "
+        f"jobs. Load average (1, 5, 15 min) before the run: {env['loadavg_before']}, after the load: "
+        f"{env['loadavg_after']}.  ",
         f"Note: {result['note']}" if result["note"] else "",
         "",
         f"## Load: {result['config']['clients']} concurrent clients, {load['elapsed_s']} s, "
         f"{result['config']['image']}",
         "",
-        "| requests/s | p50 ms | p95 ms | p99 ms | max ms | requests | errors | 5xx | dropped connections |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        f"| {load['requests_per_s']} | {lat['p50']} | {lat['p95']} | {lat['p99']} | {lat['max']} "
-        f"| {load['requests']} | {load['errors']} | {load['status_5xx']} | {load['dropped_connections']} |",
+        "| server | requests/s | p50 ms | p95 ms | p99 ms | max ms | requests | errors | 5xx | dropped "
+        "| /healthz p50 / p99 / max ms | server CPU ms / request | load avg after |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|",
+        *([_load_row("before: " + result["before"]["root"], result["before"]["load"])]
+          if "before" in result else []),
+        _load_row("this checkout", load),
         "",
         f"Requests/s counts 200 answers over the whole phase, including the drain of requests still in "
-        f"flight at the deadline. /healthz answered in {health['p50']} ms (median, max {health['max']} ms, "
-        f"{health['probes']} probes) during the load; with a blocked event loop it would wait "
-        f"behind the queued predictions (the p50 above).",
+        f"flight at the deadline. /healthz was probed five times a second during the load, from a "
+        f"process of its own ({health['probes']} probes); with a blocked event loop it would wait "
+        f"behind the queued predictions. The load-generating clients used "
+        f"{load['cpu_ms_per_request']['clients']} ms of CPU per request on the same cores.",
         "",
+        *stage_lines(load),
         f"## Bad input: {bad['requests']} malformed requests",
         "",
         f"Every answer a 4xx with a JSON `detail`: **{'yes' if bad['all_4xx_with_json_detail'] else 'NO'}**. "
@@ -255,6 +346,69 @@ def write_markdown(result: dict, path: Path) -> None:
     path.write_text("\n".join(lines))
 
 
+def _load_row(name: str, load: dict) -> str:
+    lat, health = load["latency_ms"], load["healthz_ms_under_load"]
+    return (f"| {name} | {load['requests_per_s']} | {lat['p50']} | {lat['p95']} | {lat['p99']} "
+            f"| {lat['max']} "
+            f"| {load['requests']} | {load['errors']} | {load['status_5xx']} | {load['dropped_connections']} "
+            f"| {health['p50']} / {health.get('p99')} / {health['max']} "
+            f"| {load['cpu_ms_per_request']['server']} | {load.get('loadavg_after', '')} |")
+
+
+def stage_lines(load: dict) -> list[str]:
+    """The per-stage table from the answers' Server-Timing headers (none: a server without them)."""
+    timing = load["server_timing"]
+    if not timing["stages_ms"]:
+        return []
+    return [
+        "### Where a request's time goes (this checkout, server-side, from `Server-Timing`)",
+        "",
+        "| stage | mean ms | p50 ms | p99 ms | answers |",
+        "|---|---:|---:|---:|---:|",
+        *[f"| {name} | {v['mean']} | {v['p50']} | {v['p99']} | {v['answers']} |"
+          for name, v in timing["stages_ms"].items()],
+        "",
+        "queue: waiting for a worker thread (decode, detect and crop run there); batch_wait: the crops "
+        "waiting for the shared forward pass; classify: that pass (all its faces); post: the "
+        "request's prior, boxes and JSON; serialise: rendering the bytes. Wall time under load, so "
+        "the CPU stages include time the thread waited for a core.",
+        f"Forward passes shared by {timing['batch_requests']['mean']} requests on average (max "
+        f"{timing['batch_requests']['max']}; requests per pass: {timing['batch_requests']['histogram']}), "
+        f"{timing['batch_faces']['mean']} faces (max {timing['batch_faces']['max']}).",
+        "",
+    ]
+
+
+def cpu_flags(wanted: tuple[str, ...] = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f",
+                                         "avx512_vnni", "avx_vnni", "amx_tile")) -> list[str]:
+    """The CPU's vector extensions that decide onnxruntime's kernels (from /proc/cpuinfo)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                return [f for f in wanted if f in have]
+    except OSError:
+        pass
+    return []
+
+
+def measure_server(root: Path, args: argparse.Namespace, body: bytes, bad_count: int,
+                   max_upload: int) -> tuple[dict, dict, str, str]:
+    """(load, bad input, model, server log) of a server started from the checkout at ``root``."""
+    with ServerProcess("--workers", str(args.workers), "--max-upload-mb", str(args.max_upload_mb),
+                       cwd=root) as server:
+        httpx.post(f"{server.url}/v1/predict", content=body, headers={"content-type": "image/jpeg"},
+                   timeout=60).raise_for_status()  # warm-up
+        load = asyncio.run(run_load(server.url, body, args.clients, args.duration, args.max_requests,
+                                    server.process.pid))
+        load["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+        bad = asyncio.run(run_bad_input(server.url, bad_count, max_upload))
+        model = httpx.get(f"{server.url}/healthz").json()["model"]
+        server.stop()
+        log = server.log.read_text(errors="replace")
+    return load, bad, model, log
+
+
 # ---------------------------------------------------------------- main
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -268,6 +422,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--max-upload-mb", type=float, default=10.0)
     p.add_argument("--note", default="", help="context recorded with the numbers (e.g. other load)")
+    p.add_argument("--before-root", type=Path, default=None,
+                   help="first measure a server run from this checkout (its ferkit/), for a before/after")
     p.add_argument("--out", dest="results_dir", type=Path, help="the same as --results-dir")
     add_smoke_args(p)
     args = p.parse_args(argv)
@@ -286,16 +442,12 @@ def main(argv: list[str] | None = None) -> int:
     body = photo_jpeg(image, (width, height))
     max_upload = int(args.max_upload_mb * 1024 * 1024)
     loadavg = [round(x, 2) for x in os.getloadavg()]
-
-    with ServerProcess("--workers", str(args.workers), "--max-upload-mb", str(args.max_upload_mb),
-                       cwd=REPO) as server:
-        httpx.post(f"{server.url}/v1/predict", content=body, headers={"content-type": "image/jpeg"},
-                   timeout=60).raise_for_status()  # warm-up
-        load = asyncio.run(run_load(server.url, body, args.clients, args.duration, args.max_requests))
-        bad = asyncio.run(run_bad_input(server.url, args.bad, max_upload))
-        model = httpx.get(f"{server.url}/healthz").json()["model"]
-        server.stop()
-        log = server.log.read_text(errors="replace")
+    before = None
+    if args.before_root is not None:
+        before_load, _, _, before_log = measure_server(args.before_root.resolve(), args, body, 0, max_upload)
+        before = {"root": str(args.before_root), "load": before_load,
+                  "server_log": server_log_problems(before_log)}
+    load, bad, model, log = measure_server(REPO, args, body, args.bad, max_upload)
 
     result = {
         "command": shlex.join(["python", "benchmarks/serve_load.py",
@@ -305,8 +457,10 @@ def main(argv: list[str] | None = None) -> int:
         "config": {"clients": args.clients, "duration_s": args.duration, "workers": args.workers,
                    "image": f"{image.name} resized to {width}x{height} JPEG ({len(body):,} bytes)",
                    "model": model, "max_upload_mb": args.max_upload_mb},
-        "environment": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                        "python": platform.python_version(), "loadavg_before": loadavg},
+        "environment": {"cpus": os.cpu_count(), "cpu": cpu_model(), "cpu_flags": cpu_flags(),
+                        "platform": platform.platform(), "python": platform.python_version(),
+                        "loadavg_before": loadavg, "loadavg_after": load["loadavg_after"]},
+        **({"before": before} if before else {}),
         "load": load,
         "bad_input": bad,
         "server_log": server_log_problems(log),
