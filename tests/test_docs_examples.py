@@ -134,17 +134,17 @@ def test_relative_links_resolve() -> None:
 # ---------------------------------------------------------------- figures from the model cards
 
 # a column of the models tables -> where a model card keeps its figure (the first one present)
-CARD_FIGURES = {
-    "FER+ PrivateTest": [("metrics", "test_ferplus_accuracy"),
-                         ("figures", "by_prior", "natural", "ferplus_test_accuracy")],
-    "FER2013 PrivateTest": [("metrics", "test_accuracy"),
-                            ("figures", "by_prior", "natural", "fer2013_test_accuracy")],
-    "ExpW-dev": [("metrics", "expw_dev", "expw_classifier_accuracy"),
-                 ("figures", "by_prior", "natural", "expw_dev_classifier_accuracy")],
-    "ExpW-dev, classifier alone": [("metrics", "expw_dev", "expw_classifier_accuracy"),
-                                   ("figures", "by_prior", "natural", "expw_dev_classifier_accuracy")],
-    "ExpW-dev, end to end": [("metrics", "expw_dev", "expw_end_to_end_accuracy"),
-                             ("figures", "by_prior", "natural", "expw_dev_end_to_end_accuracy")],
+CARD_FIGURES = {  # the figures card_figures.py measured for every model the same way, else the metrics
+    "FER+ PrivateTest": [("figures", "by_prior", "natural", "ferplus_test_accuracy"),
+                         ("metrics", "test_ferplus_accuracy")],
+    "FER2013 PrivateTest": [("figures", "by_prior", "natural", "fer2013_test_accuracy"),
+                            ("metrics", "test_accuracy")],
+    "ExpW-dev": [("figures", "by_prior", "natural", "expw_dev_classifier_accuracy"),
+                 ("metrics", "expw_dev", "expw_classifier_accuracy")],
+    "ExpW-dev, classifier alone": [("figures", "by_prior", "natural", "expw_dev_classifier_accuracy"),
+                                   ("metrics", "expw_dev", "expw_classifier_accuracy")],
+    "ExpW-dev, end to end": [("figures", "by_prior", "natural", "expw_dev_end_to_end_accuracy"),
+                             ("metrics", "expw_dev", "expw_end_to_end_accuracy")],
     "parameters": [("metrics", "params")],
 }
 
