@@ -27,3 +27,20 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
+
+
+# The instruction sets that decide onnxruntime's kernels: MLAS picks its fp32 convolutions by
+# vector width (AVX2: 8 floats, AVX-512: 16) and its int8 products by VNNI / AMX.
+SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "amx_bf16")
+
+
+def cpu_flags() -> list[str]:
+    """Which of :data:`SIMD_FLAGS` the CPU reports (/proc/cpuinfo; empty where it cannot be read)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                present = set(line.split(":", 1)[1].split())
+                return [flag for flag in SIMD_FLAGS if flag in present]
+    except OSError:
+        pass
+    return []

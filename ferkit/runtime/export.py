@@ -15,10 +15,13 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ferkit.errors import FerkitError
 from ferkit.face import FACE_SIZE
+from ferkit.models.blocks import ResidualSEBlock, SqueezeExcite
 from ferkit.models.io import load_model
+from ferkit.models.paper import PaperNet
 from ferkit.models.preprocess import Deployable
 from ferkit.models.store import GRAPH_SUFFIX, WEIGHTS_DIR, atomic_write, file_sha256, list_models, resolve
 from ferkit.runtime.graph import INPUT_NAME, OPSET, OUTPUT_NAME, graph_metadata
@@ -27,15 +30,70 @@ FORMATS = ("onnx",)
 QUANTIZE = ("int8",)
 
 
-def onnx_bytes(model: nn.Module) -> bytes:
-    """The serialised ONNX graph of ``model`` taking uint8 faces (batch dimension dynamic)."""
+class _GraphBlock(nn.Module):
+    """A :class:`ResidualSEBlock` computing the same function in the order onnxruntime runs fastest.
+
+    The SE scale multiplies the max-pool's output instead of its input. That is exact: the scale
+    is a sigmoid, never negative, and ``max(s * x) = s * max(x)`` for ``s >= 0`` (float rounding is
+    monotonic too). The multiply then touches a quarter of the values, and the squeeze is a
+    GlobalAveragePool with 1x1 convolutions, which onnxruntime keeps in its blocked NCHWc layout
+    instead of reordering the full-resolution tensor out of it and back for a ReduceMean.
+    benchmarks/crop_speed.py: 1.08x the crops/s at batch 64 on two AVX2 cores, 1.03x on one.
+    """
+
+    def __init__(self, block: ResidualSEBlock) -> None:
+        super().__init__()
+        self.block = block
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = self.block
+        y = b.bn2(b.conv2(torch.relu(b.bn1(b.conv1(x)))))
+        if isinstance(b.se, SqueezeExcite):
+            fc1, fc2 = b.se.fc1, b.se.fc2
+            w = F.conv2d(F.adaptive_avg_pool2d(y, 1), fc1.weight[:, :, None, None], fc1.bias)
+            w = torch.sigmoid(F.conv2d(torch.relu(w), fc2.weight[:, :, None, None], fc2.bias))
+            y = b.pool(y) * w
+        else:
+            y = b.pool(b.se(y))
+        if b.shortcut is not None:
+            y = y + b.shortcut(x)
+        return torch.relu(y)
+
+
+class _GraphPaperNet(nn.Module):
+    """:class:`PaperNet` as exported: its blocks as :class:`_GraphBlock`, the final mean a
+    GlobalAveragePool (kept in NCHWc); the same outputs, within float rounding."""
+
+    def __init__(self, model: PaperNet) -> None:
+        super().__init__()
+        self.model = model
+        self.blocks = nn.ModuleList(
+            _GraphBlock(b) if isinstance(b, ResidualSEBlock) else b for b in model.stages
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.model.stem(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.model.head(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
+def graph_form(model: nn.Module) -> nn.Module:
+    """The module that is exported for ``model``: the same function, arranged for onnxruntime."""
+    return _GraphPaperNet(model.eval()) if isinstance(model, PaperNet) else model
+
+
+def onnx_bytes(model: nn.Module, *, arranged: bool = True) -> bytes:
+    """The serialised ONNX graph of ``model`` taking uint8 faces (batch dimension dynamic);
+    ``arranged=False`` exports the modules in their own order (:func:`graph_form`'s baseline)."""
     example = torch.zeros(2, FACE_SIZE, FACE_SIZE, dtype=torch.uint8)
     buf = io.BytesIO()
     with warnings.catch_warnings():
         # The TorchScript exporter warns that it is deprecated in favour of dynamo's.
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            Deployable(model), (example,), buf, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            Deployable(graph_form(model) if arranged else model), (example,), buf,
+            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
             dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
             opset_version=OPSET, dynamo=False,
         )
