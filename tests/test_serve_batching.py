@@ -173,3 +173,20 @@ def test_batcher_runs_at_once_when_nothing_more_is_coming_and_reports_errors() -
             batcher.submit(np.zeros((1, 48, 48), np.uint8)).result(10)
     finally:
         batcher.close()
+
+
+def test_batcher_never_overfills_a_pass() -> None:
+    calls: list[int] = []
+
+    def classify(crops: np.ndarray) -> np.ndarray:
+        calls.append(len(crops))
+        return np.zeros((len(crops), 7), np.float32)
+
+    batcher = MicroBatcher(classify, more_coming=lambda: True, max_batch=8, max_wait_s=0.3)
+    batcher.start()
+    try:
+        futures = [batcher.submit(np.zeros((n, 48, 48), np.uint8)) for n in (5, 2, 4, 3)]
+        assert [f.result(10).probabilities.shape[0] for f in futures] == [5, 2, 4, 3]
+    finally:
+        batcher.close()
+    assert calls == [7, 7]

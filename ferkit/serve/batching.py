@@ -62,6 +62,7 @@ class MicroBatcher:
         self.max_wait_s = max_wait_s
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._held: _Item | None = None  # taken from the queue, but it would overfill the last pass
 
     def start(self) -> None:
         if self._thread is None:
@@ -100,18 +101,22 @@ class MicroBatcher:
                     break
             if item is None:
                 return batch, True
+            if faces + len(item.crops) > self.max_batch:
+                self._held = item  # first in the next pass
+                break
             batch.append(item)
             faces += len(item.crops)
         return batch, False
 
     def _serve(self) -> None:
-        stopping = False
-        while not stopping:
-            first = self._queue.get()
+        while True:
+            first, self._held = self._held or self._queue.get(), None
             if first is None:
                 return
-            batch, stopping = self._gather(first)
+            batch, stopping = self._gather(first)  # a held item never comes with the stop
             self._run(batch)
+            if stopping:
+                return
 
     def _run(self, batch: list[_Item]) -> None:
         start = time.perf_counter()
