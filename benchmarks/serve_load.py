@@ -41,7 +41,7 @@ from PIL import Image
 from repo_support import add_smoke_args, results_dir
 from support.launch import ServerProcess
 from support.malformed import BadRequest, malformed_requests
-from timing import cpu_model
+from timing import cpu_flags, cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FERKIT_SHARED", REPO.parent / "shared"))
@@ -377,19 +377,6 @@ def stage_lines(load: dict) -> list[str]:
         f"{timing['batch_faces']['mean']} faces (max {timing['batch_faces']['max']}).",
         "",
     ]
-
-
-def cpu_flags(wanted: tuple[str, ...] = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f",
-                                         "avx512_vnni", "avx_vnni", "amx_tile")) -> list[str]:
-    """The CPU's vector extensions that decide onnxruntime's kernels (from /proc/cpuinfo)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                have = set(line.split(":", 1)[1].split())
-                return [f for f in wanted if f in have]
-    except OSError:
-        pass
-    return []
 
 
 def measure_server(root: Path, args: argparse.Namespace, body: bytes, bad_count: int,
