@@ -17,8 +17,8 @@ from support.synthetic import background, moving_face_frames, paste, portrait_fa
 from ferkit.cli import main
 from ferkit.face import Box
 from ferkit.inference.media import VideoReader, VideoWriter, read_ahead
-from ferkit.inference.tracking import IouTracker
-from ferkit.inference.video import VideoAnalyzer, analyse_video, frame_faces
+from ferkit.inference.tracking import IouTracker, shifted
+from ferkit.inference.video import VideoAnalyzer, analyse_video, frame_faces, gray_around
 
 REPO = Path(__file__).resolve().parents[1]
 FRAMES = 300
@@ -264,21 +264,31 @@ def test_read_ahead_raises_the_producers_error_where_it_happened_and_stops_its_t
 
 def test_detect_every_n_keeps_the_track_and_the_labels(recognizer, face_video, tmp_path):
     """Detection on every 5th frame: the same one face id all the way, a row per frame, labels as
-    detecting every frame gives them, and landmarks carried inside their moving box."""
+    detecting every frame gives them, and landmarks carried inside their moving box; with the
+    shipped re-detection threshold and with a looser one that carries most frames."""
     tables = {n: tmp_path / f"every{n}.csv" for n in (1, 5)}
     summaries = {n: analyse_video(face_video, recognizer, csv_path=t, progress=False, detect_every=n)
                  for n, t in tables.items()}
     assert summaries[1].detections == FRAMES
-    assert summaries[5].detections < FRAMES / 2 and "through the detector" in summaries[5].line()
-    every, carried = _rows(tables[1]), _rows(tables[5])
-    assert [int(r["frame"]) for r in carried] == list(range(FRAMES))
-    assert {r["face_id"] for r in carried} == {"1"}
-    agree = sum(a["label"] == b["label"] for a, b in zip(every, carried, strict=True))
-    assert agree / FRAMES >= 0.97
-    for r, ref in zip(carried, every, strict=True):
-        x, y, w, h = (int(r[k]) for k in "xywh")
-        assert abs(x - int(ref["x"])) + abs(y - int(ref["y"])) <= 0.25 * w  # on the face
-        assert x <= float(r["nose_x"]) <= x + w and y <= float(r["nose_y"]) <= y + h
+    assert summaries[5].detections < FRAMES and "through the detector" in summaries[5].line()
+    every = _rows(tables[1])
+    with VideoReader(face_video) as cap:
+        frames = list(cap)
+    loose = VideoAnalyzer(recognizer, detect_every=5, redetect_diff=8.0)
+    loose_rows = [loose.analyse(i, f)[:2] for i, f in enumerate(frames)]
+    assert loose.detections < FRAMES / 2
+    for carried in (_rows(tables[5]), [{"face_id": str(ids[0]), "label": faces[0].label, "frame": str(i),
+                                        **faces[0].box.rect(), "nose_x": faces[0].box.landmarks[2][0],
+                                        "nose_y": faces[0].box.landmarks[2][1]}
+                                       for i, (faces, ids) in enumerate(loose_rows)]):
+        assert [int(r["frame"]) for r in carried] == list(range(FRAMES))
+        assert {r["face_id"] for r in carried} == {"1"}
+        agree = sum(a["label"] == b["label"] for a, b in zip(every, carried, strict=True))
+        assert agree / FRAMES >= 0.97
+        for r, ref in zip(carried, every, strict=True):
+            x, y, w, h = (int(r[k]) for k in "xywh")
+            assert abs(x - int(ref["x"])) + abs(y - int(ref["y"])) <= 0.25 * w  # on the face
+            assert x <= float(r["nose_x"]) <= x + w and y <= float(r["nose_y"]) <= y + h
 
 
 def test_a_cut_is_detected_at_once_not_carried(recognizer, astronaut_png):
@@ -313,3 +323,23 @@ def test_a_bad_detection_interval_is_a_one_line_error(face_video, capsys, value)
     assert main(["video", str(face_video), "--detect-every", value, "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--detect-every" in err[0] and "at least 1" in err[0], err
+
+
+def test_gray_only_around_the_faces_gives_the_crops_the_whole_gray_frame_gives(recognizer, astronaut_png):
+    """Video converts to gray only where the crops read: the crops must not change, for detected
+    boxes and for carried ones pushed partly out of the frame (edges repeat there)."""
+    from support.synthetic import group_photo
+
+    from ferkit.inference.crop import crop_faces
+    from ferkit.inference.detect import to_gray
+
+    frames = [group_photo(astronaut_png), *islice(moving_face_frames(astronaut_png, 40), 0, 40, 7)]
+    for frame in frames:
+        boxes = recognizer.detector.detect(frame)
+        assert boxes
+        h, w = frame.shape[:2]
+        moved = [shifted(b, dx, dy) for b in boxes for dx, dy in ((-b.x - b.w / 2, 0), (w - b.x - b.w / 3, 5),
+                                                                  (3.5, -b.y - 0.8 * b.h), (0, h - b.y))]
+        for group in (boxes, moved, [Box(b.x, b.y, b.w, b.h) for b in moved]):  # and without landmarks
+            np.testing.assert_array_equal(crop_faces(gray_around(frame, group), group),
+                                          crop_faces(to_gray(frame), group))

@@ -21,8 +21,9 @@ from PIL import Image, ImageDraw
 
 from ferkit.errors import FerkitError
 from ferkit.face import CLASSES, Box
+from ferkit.imageops import invert_affine
 from ferkit.inference.annotate import draw_faces
-from ferkit.inference.crop import crop_faces
+from ferkit.inference.crop import alignment_matrix, crop_faces, square_around
 from ferkit.inference.detect import to_gray
 from ferkit.inference.media import VideoReader, VideoWriter, read_ahead
 from ferkit.inference.tracking import IouTracker
@@ -45,11 +46,13 @@ CSV_DECIMALS = {"time_s": 3, "score": 5, **dict.fromkeys(CLASSES, 5), **LANDMARK
 # own input side, 320, is below it; HaarDetector shrinks 640x480 frames to 320x240 anyway).
 DETECT_SIDE = 640
 # A carried face's crop may differ from its crop at detection by this much (crop_difference,
-# grey levels) before the frame is detected again. Chosen before any measurement of agreement,
-# on the astronaut portrait (the tests' photo): its crop moved by 5% of the face's side differs
-# by 8.0-9.5 grey levels (3%: 4.9-5.7, 12%: 17.5-23), alone and in the 3-face group photo. 5% is
-# about the spread of FER2013's own framing (anchor quartile range 2.2 px of 48, crop.py).
-REDETECT_DIFF = 8.0
+# grey levels) before the frame is detected again. Chosen on a montage of WIDER-val200 photos
+# (benchmarks/inference.py, results/inference_video.md): the largest of those tried that kept 97%
+# of face-frames' labels as detecting every frame gives them at --detect-every 5. It is small (on
+# the astronaut portrait a crop moved by 1% of the face's side differs by 1.7-2.0) because the
+# labels themselves are fragile: detecting every frame, a tracked face's label changes from one
+# frame to the next about 15% of the time on those photos; 8.0 (a 5% shift) kept 91%.
+REDETECT_DIFF = 1.0
 REDETECT_BLOCK = 8  # pixels per side of the blocks crop_difference compares (a 6x6 grid)
 
 
@@ -119,7 +122,7 @@ class VideoAnalyzer:
         (every analysed frame is detected), else None: a thread can then run the detector on
         the next frame while this one is classified (:func:`analyse_video`)."""
         if self.detect_every == 1 and index % self.every == 0:
-            return self.recognizer.locate(rgb)
+            return locate(self.recognizer, rgb)
         return None
 
     def analyse(self, index: int, rgb: np.ndarray, located: tuple[list[Box], np.ndarray] | None = None,
@@ -138,7 +141,7 @@ class VideoAnalyzer:
 
     def _detect(self, index: int, rgb: np.ndarray, located: tuple[list[Box], np.ndarray] | None,
                 ) -> tuple[list[Face], list[int]]:
-        boxes, crops = located if located is not None else self.recognizer.locate(rgb)
+        boxes, crops = located if located is not None else locate(self.recognizer, rgb)
         ids = self.tracker.update(boxes, index)
         self.detections += 1
         self._since_detection = 1
@@ -154,10 +157,48 @@ class VideoAnalyzer:
             return [], []
         ids = [i for i, _ in tracks]
         boxes = [b for _, b in tracks]
-        crops = crop_faces(to_gray(rgb), boxes)
+        crops = crop_faces(gray_around(rgb, boxes), boxes)
         if max(crop_difference(crops[k], self._reference[i]) for k, i in enumerate(ids)) > self.redetect_diff:
             return None
         return classify_crops(self.recognizer, boxes, crops), ids
+
+
+def locate(recognizer: Recognizer, rgb: np.ndarray) -> tuple[list[Box], np.ndarray]:
+    """:meth:`Recognizer.locate` for a video frame: the same boxes and crops, with the frame
+    turned gray only where the crops read it (:func:`gray_around`)."""
+    boxes = recognizer.detector.detect(rgb) if recognizer.detector else []
+    return boxes, crop_faces(gray_around(rgb, boxes), boxes)
+
+
+def gray_around(rgb: np.ndarray, boxes: list[Box], margin: int = 4) -> np.ndarray:
+    """The frame in gray where :func:`crop_faces` reads it for ``boxes``, zero elsewhere.
+
+    A face takes a few thousand pixels of a 640x480 frame, and the full conversion cost as much
+    as cropping and classifying the face together. Each face's region is the aligned crop's
+    footprint (its 48x48 square, 2 crop pixels beyond, mapped back into the frame) together with
+    the box's square (the crop without landmarks), ``margin`` pixels wider, clipped to the frame;
+    crops from it equal crops from the whole gray frame (tests/test_video.py).
+    """
+    if rgb.ndim == 2:
+        return rgb
+    h, w = rgb.shape[:2]
+    gray = np.zeros((h, w), np.uint8)
+    for box in boxes:
+        sx, sy, side = square_around(box)
+        xs, ys = [sx, sx + side], [sy, sy + side]
+        matrix = alignment_matrix(box.landmarks) if box.landmarks is not None else None
+        if matrix is not None:
+            corners = _FOOTPRINT @ invert_affine(matrix).T
+            xs += [corners[:, 0].min(), corners[:, 0].max()]
+            ys += [corners[:, 1].min(), corners[:, 1].max()]
+        x0, y0 = max(0, int(np.floor(min(xs))) - margin), max(0, int(np.floor(min(ys))) - margin)
+        x1, y1 = min(w, int(np.ceil(max(xs))) + margin + 1), min(h, int(np.ceil(max(ys))) + margin + 1)
+        if x0 < x1 and y0 < y1:
+            gray[y0:y1, x0:x1] = to_gray(rgb[y0:y1, x0:x1])
+    return gray
+
+
+_FOOTPRINT = np.array([[-2, -2, 1], [50, -2, 1], [-2, 50, 1], [50, 50, 1]], float)  # crop pixels
 
 
 def crop_difference(a: np.ndarray, b: np.ndarray, block: int = REDETECT_BLOCK) -> float:
