@@ -314,9 +314,9 @@ def write_markdown(result: dict, path: Path) -> None:
         "| server | requests/s | p50 ms | p95 ms | p99 ms | max ms | requests | errors | 5xx | dropped "
         "| /healthz p50 / p99 / max ms | server CPU ms / request | load avg after |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|",
-        *([_load_row("before: " + result["before"]["root"], result["before"]["load"])]
-          if "before" in result else []),
-        _load_row("this checkout", load),
+        *([_load_row(f"round {r['round']}, {r['server']}", r["load"]) for r in result["rounds"]]
+          if "rounds" in result else [_load_row("this checkout", load)]),
+        *(_median_lines(result) if "rounds" in result else []),
         "",
         f"Requests/s counts 200 answers over the whole phase, including the drain of requests still in "
         f"flight at the deadline. /healthz was probed five times a second during the load, from a "
@@ -353,6 +353,26 @@ def _load_row(name: str, load: dict) -> str:
             f"| {load['requests']} | {load['errors']} | {load['status_5xx']} | {load['dropped_connections']} "
             f"| {health['p50']} / {health.get('p99')} / {health['max']} "
             f"| {load['cpu_ms_per_request']['server']} | {load.get('loadavg_after', '')} |")
+
+
+def round_medians(rounds: list[dict]) -> dict:
+    """Per server, the median over rounds of the figures the bars are about."""
+    out = {}
+    for name in ("before", "after"):
+        runs = [r["load"] for r in rounds if r["server"] == name]
+        pick = {"requests_per_s": [x["requests_per_s"] for x in runs],
+                "p99_ms": [x["latency_ms"]["p99"] for x in runs],
+                "healthz_p99_ms": [x["healthz_ms_under_load"]["p99"] for x in runs],
+                "server_cpu_ms_per_request": [x["cpu_ms_per_request"]["server"] for x in runs]}
+        out[name] = {k: statistics.median(v) for k, v in pick.items() if v and None not in v}
+    return out
+
+
+def _median_lines(result: dict) -> list[str]:
+    med = result["medians"]
+    return ["", f"Before: {result['before']['root']}. Medians over the {len(result['rounds']) // 2} rounds: "
+                + "; ".join(f"{name} {', '.join(f'{k} {v:g}' for k, v in m.items())}"
+                            for name, m in med.items()) + "."]
 
 
 def stage_lines(load: dict) -> list[str]:
@@ -410,7 +430,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-upload-mb", type=float, default=10.0)
     p.add_argument("--note", default="", help="context recorded with the numbers (e.g. other load)")
     p.add_argument("--before-root", type=Path, default=None,
-                   help="first measure a server run from this checkout (its ferkit/), for a before/after")
+                   help="also measure a server run from this checkout (its ferkit/), for a before/after")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="with --before-root: alternating before/after rounds (ABBA order)")
     p.add_argument("--out", dest="results_dir", type=Path, help="the same as --results-dir")
     add_smoke_args(p)
     args = p.parse_args(argv)
@@ -430,11 +452,27 @@ def main(argv: list[str] | None = None) -> int:
     max_upload = int(args.max_upload_mb * 1024 * 1024)
     loadavg = [round(x, 2) for x in os.getloadavg()]
     before = None
+    rounds: list[dict] = []
     if args.before_root is not None:
-        before_load, _, _, before_log = measure_server(args.before_root.resolve(), args, body, 0, max_upload)
-        before = {"root": str(args.before_root), "load": before_load,
-                  "server_log": server_log_problems(before_log)}
-    load, bad, model, log = measure_server(REPO, args, body, args.bad, max_upload)
+        # Alternating rounds, each pair in swapped order (ABBA...), so that a change in the
+        # machine's other load falls on both servers alike; the last round's "after" also
+        # takes the bad input.
+        root = args.before_root.resolve()
+        for r in range(args.rounds):
+            order = [("before", root), ("after", REPO)] if r % 2 == 0 else [("after", REPO), ("before", root)]
+            for name, folder in order:
+                last = name == "after" and r == args.rounds - 1
+                run, bad_run, model_run, log_run = measure_server(folder, args, body,
+                                                                  args.bad if last else 0, max_upload)
+                rounds.append({"round": r + 1, "server": name, "load": run,
+                               "server_log": server_log_problems(log_run)})
+                if name == "before":
+                    before = {"root": str(args.before_root), "load": run,
+                              "server_log": rounds[-1]["server_log"]}
+                elif last:
+                    load, bad, model, log = run, bad_run, model_run, log_run
+    else:
+        load, bad, model, log = measure_server(REPO, args, body, args.bad, max_upload)
 
     result = {
         "command": shlex.join(["python", "benchmarks/serve_load.py",
@@ -447,7 +485,8 @@ def main(argv: list[str] | None = None) -> int:
         "environment": {"cpus": os.cpu_count(), "cpu": cpu_model(), "cpu_flags": cpu_flags(),
                         "platform": platform.platform(), "python": platform.python_version(),
                         "loadavg_before": loadavg, "loadavg_after": load["loadavg_after"]},
-        **({"before": before} if before else {}),
+        **({"before": before, "rounds": rounds,
+            "medians": round_medians(rounds)} if before else {}),
         "load": load,
         "bad_input": bad,
         "server_log": server_log_problems(log),
