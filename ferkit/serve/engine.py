@@ -153,6 +153,7 @@ class Engine:
         self._decode_slots = threading.BoundedSemaphore(DECODE_CONCURRENCY)
         self._preparing = 0  # requests in (or waiting for) the prepare stage
         self._batcher: MicroBatcher | None = None
+        self._switch_interval = sys.getswitchinterval()
 
     def load(self) -> None:
         """Build the Recognizer (blocking: call it from a thread or before serving)."""
@@ -170,6 +171,7 @@ class Engine:
     async def start(self) -> None:
         """Load the model off the event loop; limiters must be made inside the running loop."""
         self._worker_limiter = anyio.CapacityLimiter(self.workers)
+        self._switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         await anyio.to_thread.run_sync(self.load)
         assert self._recognizer is not None
@@ -177,10 +179,12 @@ class Engine:
         self._batcher.start()
 
     def close(self) -> None:
-        """Stop the batcher thread (after the batches already queued)."""
+        """Stop the batcher thread (after the batches already queued); the process's switch
+        interval back to what it was (an app embedded in a larger program)."""
         if self._batcher is not None:
             self._batcher.close()
             self._batcher = None
+            sys.setswitchinterval(self._switch_interval)
 
     def prior_ratio(self, prior: str | None) -> np.ndarray | None:
         """What the service's probabilities are multiplied by to move them to a request's
