@@ -155,6 +155,8 @@ def summarise_stages(headers: list[str]) -> dict:
         stages, batch = parse_server_timing(header)
         for name, ms in stages.items():
             per_stage.setdefault(name, []).append(ms)
+        if stages:  # from the body received to the answer rendered; the rest is HTTP and the clients
+            per_stage.setdefault("engine total", []).append(sum(stages.values()))
         if batch.get("faces"):
             faces.append(batch["faces"])
             requests.append(batch["requests"])
@@ -388,6 +390,8 @@ def stage_lines(load: dict) -> list[str]:
         *[f"| {name} | {v['mean']} | {v['p50']} | {v['p99']} | {v['answers']} |"
           for name, v in timing["stages_ms"].items()],
         "",
+        "engine total: the stages' sum per answer (against the client's latency above, what the "
+        "engine does not see: reading the request, writing the answer, the clients' own loop). "
         "queue: waiting for a worker thread (decode, detect and crop run there); batch_wait: the crops "
         "waiting for the shared forward pass; classify: that pass (all its faces); post: the "
         "request's prior, boxes and JSON; serialise: rendering the bytes. Wall time under load, so "
