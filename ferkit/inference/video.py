@@ -52,7 +52,7 @@ DETECT_SIDE = 640
 # the astronaut portrait a crop moved by 1% of the face's side differs by 1.7-2.0) because the
 # labels themselves are fragile: detecting every frame, a tracked face's label changes from one
 # frame to the next about 15% of the time on those photos; 8.0 (a 5% shift) kept 91%.
-REDETECT_DIFF = 1.0
+REDETECT_DIFF = 1.5
 REDETECT_BLOCK = 8  # pixels per side of the blocks crop_difference compares (a 6x6 grid)
 
 
