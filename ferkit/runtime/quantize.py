@@ -39,6 +39,25 @@ def calibration_faces(data_path: str | Path, n: int = CALIBRATION_FACES, seed: i
     return train.images[pick]
 
 
+def gray_input_convs(graph_path: Path) -> list[str]:
+    """The ordinary (group 1) convolutions of a graph that read a single channel: the first layer on
+    the gray face. They stay float: with 9 multiply-adds per output, onnxruntime's int8 kernel ran
+    at 4.7 G multiply-adds/s on the AVX2 EPYC against 27 in float, 17% of the int8 graph's time
+    (benchmarks/crop_speed.py). Left float, the `default` int8 graph agreed with the float one on
+    98.1% of FER2013's test faces (97.99% before) and ran 1.03x as fast on one core (within noise
+    on two)."""
+    import onnx
+
+    proto = onnx.load(str(graph_path))
+    weights = {t.name: list(t.dims) for t in proto.graph.initializer}
+    found = []
+    for node in proto.graph.node:
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        if node.op_type == "Conv" and group == 1 and weights.get(node.input[1], [0, 0])[1] == 1:
+            found.append(node.name)
+    return found
+
+
 def quantize_int8(graph: bytes, faces: np.ndarray) -> bytes:
     """The int8 (QDQ) version of an exported float ``graph``, calibrated on ``faces``."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
@@ -57,5 +76,6 @@ def quantize_int8(graph: bytes, faces: np.ndarray) -> bytes:
         fp32.write_bytes(graph)
         quant_pre_process(str(fp32), str(pre))  # shape inference and graph clean-up first
         quantize_static(str(pre), str(int8), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=True)
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=True,
+                        nodes_to_exclude=gray_input_convs(pre))
         return int8.read_bytes()
