@@ -326,13 +326,12 @@ def video_speed(model: str, videos: dict[str, Path], fer: FerClient | str, round
 def stage_profile(model: str, video: Path) -> dict[str, float]:
     """Milliseconds per frame of each stage of ``ferkit video``, run one after the other on one
     thread (the threaded run overlaps decoding and detection with the rest): decode to RGB,
-    detection (YuNet's resize, network, decoding), gray conversion, aligned crops, classification,
-    tracking, annotation, and encoding the annotated video."""
+    detection (YuNet's resize, network, decoding), gray conversion around the faces, aligned crops,
+    classification, tracking, annotation, and encoding the annotated video."""
     from ferkit.inference import annotate
     from ferkit.inference.crop import crop_faces
-    from ferkit.inference.detect import to_gray
     from ferkit.inference.media import VideoReader, VideoWriter
-    from ferkit.inference.video import classify_crops, make_tracker
+    from ferkit.inference.video import classify_crops, gray_around, make_tracker
 
     rec = video_recognizer(model)
     detector = rec.detector
@@ -352,7 +351,7 @@ def stage_profile(model: str, video: Path) -> dict[str, float]:
             marks.append(time.perf_counter())
             boxes = detector.detect(frame)
             marks.append(time.perf_counter())
-            gray = to_gray(frame)
+            gray = gray_around(frame, boxes)
             marks.append(time.perf_counter())
             crops = crop_faces(gray, boxes)
             marks.append(time.perf_counter())

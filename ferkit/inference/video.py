@@ -117,18 +117,20 @@ class VideoAnalyzer:
         self._reference: dict[int, np.ndarray] = {}  # each track's crop at its last detection
         self.detections = 0  # frames run through the detector (a measure of the savings)
 
-    def locate(self, index: int, rgb: np.ndarray) -> tuple[list[Box], np.ndarray] | None:
-        """Boxes and crops of frame ``index`` where they do not depend on the frames before it
-        (every analysed frame is detected), else None: a thread can then run the detector on
-        the next frame while this one is classified (:func:`analyse_video`)."""
+    def detect_ahead(self, index: int, rgb: np.ndarray) -> list[Box] | None:
+        """The detector's boxes for frame ``index`` where they do not depend on the frames before
+        it (every analysed frame is detected), else None: a thread can then run the detector on
+        the next frame while this one is cropped and classified (:func:`analyse_video`). Only
+        the detector runs there: it is the largest stage, and the two threads then take about
+        equal shares of a frame's work."""
         if self.detect_every == 1 and index % self.every == 0:
-            return locate(self.recognizer, rgb)
+            return _detect_boxes(self.recognizer, rgb)
         return None
 
-    def analyse(self, index: int, rgb: np.ndarray, located: tuple[list[Box], np.ndarray] | None = None,
+    def analyse(self, index: int, rgb: np.ndarray, located: list[Box] | None = None,
                 ) -> tuple[list[Face], list[int], bool]:
         """(faces, their ids, whether this frame was analysed); skipped frames repeat the last.
-        ``located``: what :meth:`locate` gave for this frame, if it ran already."""
+        ``located``: what :meth:`detect_ahead` gave for this frame, if it ran already."""
         if index % self.every:
             return (*self._last, False)
         carried = None
@@ -139,9 +141,10 @@ class VideoAnalyzer:
         self._last = carried
         return *carried, True
 
-    def _detect(self, index: int, rgb: np.ndarray, located: tuple[list[Box], np.ndarray] | None,
+    def _detect(self, index: int, rgb: np.ndarray, located: list[Box] | None,
                 ) -> tuple[list[Face], list[int]]:
-        boxes, crops = located if located is not None else locate(self.recognizer, rgb)
+        boxes = located if located is not None else _detect_boxes(self.recognizer, rgb)
+        crops = crop_faces(gray_around(rgb, boxes), boxes)
         ids = self.tracker.update(boxes, index)
         self.detections += 1
         self._since_detection = 1
@@ -163,11 +166,10 @@ class VideoAnalyzer:
         return classify_crops(self.recognizer, boxes, crops), ids
 
 
-def locate(recognizer: Recognizer, rgb: np.ndarray) -> tuple[list[Box], np.ndarray]:
-    """:meth:`Recognizer.locate` for a video frame: the same boxes and crops, with the frame
-    turned gray only where the crops read it (:func:`gray_around`)."""
-    boxes = recognizer.detector.detect(rgb) if recognizer.detector else []
-    return boxes, crop_faces(gray_around(rgb, boxes), boxes)
+def _detect_boxes(recognizer: Recognizer, rgb: np.ndarray) -> list[Box]:
+    """The boxes :meth:`Recognizer.locate` finds (its crops then come from :func:`gray_around`,
+    equal to its own)."""
+    return recognizer.detector.detect(rgb) if recognizer.detector else []
 
 
 def gray_around(rgb: np.ndarray, boxes: list[Box], margin: int = 4) -> np.ndarray:
@@ -244,8 +246,8 @@ def analyse_video(
 
     ``every`` and ``detect_every`` are :class:`VideoAnalyzer`'s. Frames are decoded by a thread a
     few frames ahead of the analysis (:func:`read_ahead`); when every analysed frame is
-    detected, a second thread runs detection and cropping ahead too, so that on two cores
-    decoding, detection and classification overlap. Results are the same frame for frame."""
+    detected, a second thread runs the detector ahead too, so that on two cores decoding,
+    detection and cropping with classification overlap. Results are the same frame for frame."""
     from tqdm import tqdm
 
     analyzer = VideoAnalyzer(recognizer, every, detect_every)  # validated before the capture opens
@@ -258,7 +260,7 @@ def analyse_video(
     writer: VideoWriter | LiveVideoWriter | None = None
     rows = csv_file = None
     frames = read_ahead(cap)
-    staged = (read_ahead((f, analyzer.locate(i, f)) for i, f in enumerate(frames)) if detect_every == 1
+    staged = (read_ahead((f, analyzer.detect_ahead(i, f)) for i, f in enumerate(frames)) if detect_every == 1
               else ((f, None) for f in frames))
     start = time.perf_counter()
     try:
