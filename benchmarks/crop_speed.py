@@ -197,19 +197,31 @@ def check_outputs(runs: dict[str, Runner], graph: bytes, faces: np.ndarray) -> d
             for name, run in runs.items() if name != SHIPPED}
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def alternate(runs: dict[str, Runner], faces: np.ndarray, fer, rounds: int, window: float) -> dict:
-    """Crops/s of every runner (and fer's TFLite model), window by window, rotated each round."""
+    """Crops/s of every runner (and fer's TFLite model, with the cores it kept busy: its CPU time
+    over the wall time of its windows), window by window, rotated each round."""
     names = list(runs) + ([FER] if fer is not None else [])
     rates: dict[str, list[float]] = {name: [] for name in names}
+    fer_cpu = fer_wall = 0.0
     for round_ in range(rounds):
         for name in names[round_ % len(names):] + names[: round_ % len(names)]:
             if name == FER:
+                cpu, start = cpu_seconds(fer._proc.pid), time.perf_counter()
                 reply = fer.ask(task="crops", model="tflite", batch=len(faces), seconds=window)
+                fer_cpu += cpu_seconds(fer._proc.pid) - cpu
+                fer_wall += time.perf_counter() - start
                 rates[name].append(reply["rate"])
             else:
                 rates[name].append(window_rate(lambda r=runs[name]: r(faces), len(faces), window))
     out = {name: {**rate_stats(r), "rates": r} for name, r in rates.items()}
     if fer is not None:
+        out[FER]["cores_busy"] = fer_cpu / fer_wall
         for name in runs:
             # Per round: this window over fer's window of the same round, then the mean of those.
             paired = [ours / theirs for ours, theirs in zip(rates[name], rates[FER], strict=True)]
@@ -268,6 +280,9 @@ def markdown(r: dict) -> str:
         lines.append(f"| {name} | {v['best']:,.0f} ({v['mean']:,.0f}) | {v['mean'] / shipped:.2f} | "
                      f"{to_fer} | "
                      + (f"{diff:.1e}" if diff is not None else "") + " |")
+    if FER in r["rates"]:
+        lines += ["", f"fer's TFLite model kept {r['rates'][FER]['cores_busy']:.2f} cores busy during its "
+                  "windows (its CPU time over their wall time)."]
     if r.get("fer_skipped"):
         lines += ["", f"fer: skipped ({r['fer_skipped']})"]
     return "\n".join(lines) + "\n"
