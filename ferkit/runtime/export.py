@@ -38,8 +38,10 @@ class _GraphBlock(nn.Module):
     monotonic too). The multiply then touches a quarter of the values, and the squeeze is a
     GlobalAveragePool with 1x1 convolutions, which onnxruntime keeps in its blocked NCHWc layout
     instead of reordering the full-resolution tensor out of it and back for a ReduceMean.
-    On the AVX2 EPYC, alternating windows: float 1.08x the crops/s at batch 64 on two cores,
-    1.03x on one; int8 1.22x on one (no uint8 max-pool left outside onnxruntime's NHWC kernels).
+    On the AVX2 EPYC the float graph gains little (its convolutions, 83-86% of the time, already
+    run at the FMA peak): 1.03x on one core and 1.08x at batch 64 on two in one A/B, 0.90-1.09x
+    across three runs of benchmarks/crop_speed.py. The int8 graph gains 1.22x on one core: no
+    uint8 max-pool is left outside onnxruntime's NHWC kernels.
     """
 
     def __init__(self, block: ResidualSEBlock) -> None:
