@@ -131,7 +131,10 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     from ferkit.evaluate.crops import calibrate_model
     from ferkit.models.store import write_calibration
 
-    report = calibrate_model(args.model, args.data, args.ferplus, args.backend)
+    require("ferkit calibrate (the photo degradations)", "torch")
+    from ferkit.train.augment import photo_degraded
+
+    report = calibrate_model(args.model, args.data, args.ferplus, args.backend, photo_degraded)
     if args.json:
         print(json.dumps(report))
     else:

@@ -13,7 +13,7 @@ from conftest import REPO
 PACKAGE = REPO / "ferkit"
 # Bottom to top: a module imports from its own layer and the layers below it.
 LAYERS = [
-    {"ferkit.errors", "ferkit.face", "ferkit.imageio", "ferkit.cpu", "ferkit.figures"},
+    {"ferkit.errors", "ferkit.face", "ferkit.imageio", "ferkit.imageops", "ferkit.cpu", "ferkit.figures"},
     {"ferkit.data"},
     {"ferkit.models"},
     {"ferkit.runtime"},

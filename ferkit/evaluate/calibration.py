@@ -18,10 +18,6 @@ import numpy as np
 from ferkit.runtime.backends import with_temperature
 
 BINS = 15
-# The photo degradations that the FER+ recipes train on (configs/default-ferplus.toml): how often
-# a face is shrunk and scaled back, blurred, relit, JPEG-compressed and noised. The photo
-# calibration is fitted on PublicTest faces degraded so, standing in for faces cropped from photos.
-PHOTO_DEGRADATIONS = {"downscale": 0.25, "blur": 0.2, "light": 0.4, "jpeg": 0.25, "noise": 0.2}
 # Candidate thresholds for the "uncertain" flag (top probability below it).
 THRESHOLDS = np.round(np.arange(0.20, 0.905, 0.01), 2)
 
@@ -153,19 +149,3 @@ def calibration_report(probs: np.ndarray, labels: np.ndarray, uncertain_below: f
                             "accuracy_flagged": _mean(hits[flagged]), "accuracy_rest": _mean(hits[~flagged])}
     return out
 
-
-def photo_degraded(faces: np.ndarray, seed: int = 0) -> np.ndarray:
-    """(N, 48, 48) uint8 faces through :data:`PHOTO_DEGRADATIONS` (no geometry), drawn from
-    ``seed``: the same faces for every model. Needs PyTorch (the training augmentation's code)."""
-    from ferkit.errors import require
-
-    require("the photo calibration (photo degradations)", "torch")
-    import torch
-
-    from ferkit.face import MEAN, STD
-    from ferkit.train.augment import AugmentConfig, degrade
-
-    cfg = AugmentConfig(rotation=0.0, shift=0.0, zoom=0.0, hflip=False, **PHOTO_DEGRADATIONS)
-    x = (torch.from_numpy(np.asarray(faces, np.uint8)).float()[:, None] / 255 - MEAN) / STD
-    out = degrade(x, cfg, torch.Generator().manual_seed(seed), slice(0, len(x)), len(x))
-    return ((out * STD + MEAN).clamp(0, 1)[:, 0] * 255).round().to(torch.uint8).numpy()

@@ -4,6 +4,7 @@ against the FER+ majority labels), its image folders or tarball, or class folder
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -89,10 +90,13 @@ def _ferplus_votes(data: Any, part: Any, votes: Any) -> tuple[np.ndarray, np.nda
 
 
 def calibrate_model(model: str | os.PathLike | None, data_path: str, ferplus: str | None = None,
-                    backend: str = "onnx") -> dict[str, Any]:
+                    backend: str = "onnx",
+                    degrade_photo: Callable[[np.ndarray], np.ndarray] | None = None) -> dict[str, Any]:
     """Fit the temperature and the "uncertain" threshold on PublicTest against the FER+ majority
     (the better ground truth), and report calibration before and after on both test splits and
-    both label sets. Nothing is written here (``ferkit calibrate --write`` stores the result)."""
+    both label sets; with ``degrade_photo`` (faces -> faces as photos degrade them, e.g.
+    :func:`ferkit.train.augment.photo_degraded`) also the calibration for faces from photos.
+    Nothing is written here (``ferkit calibrate --write`` stores the result)."""
     from ferkit.evaluate.calibration import (
         ece_bootstrap_sd,
         fit_temperature,
@@ -128,7 +132,8 @@ def calibrate_model(model: str | os.PathLike | None, data_path: str, ferplus: st
                 "before": calibration_report(p, y),
                 "after": calibration_report(scaled, y, threshold) | {"ece_sd": ece_bootstrap_sd(scaled, y)},
                 "lowest_ece_any_temperature": {"temperature": t_best, "ece": ece_best}}
-    report["photos"] = _photo_calibration(runner, data, splits, votes)
+    if degrade_photo is not None:
+        report["photos"] = _photo_calibration(runner, data, splits, votes, degrade_photo)
     return report
 
 
@@ -136,7 +141,8 @@ PHOTO_FIT = ("FER+ PublicTest under the photo degradations, against one labeller
              "shares)")
 
 
-def _photo_calibration(runner: Any, data: Any, splits: dict[str, Any], votes: Any) -> dict[str, Any]:
+def _photo_calibration(runner: Any, data: Any, splits: dict[str, Any], votes: Any,
+                       degrade: Callable[[np.ndarray], np.ndarray]) -> dict[str, Any]:
     """The temperature and "uncertain" threshold for faces cropped from photos.
 
     A photo's face is smaller, blurrier and more compressed than FER2013's, and its label (in
@@ -147,7 +153,6 @@ def _photo_calibration(runner: Any, data: Any, splits: dict[str, Any], votes: An
     from ferkit.evaluate.calibration import (
         ece_bootstrap_sd,
         fit_temperature,
-        photo_degraded,
         uncertain_threshold,
     )
     from ferkit.runtime.backends import with_temperature
@@ -156,7 +161,7 @@ def _photo_calibration(runner: Any, data: Any, splits: dict[str, Any], votes: An
     for name, split in (("PublicTest", "val"), ("PrivateTest", "test")):
         part = splits[split]
         kept, majority, shares = _ferplus_votes(data, part, votes)
-        probs = classify(runner, photo_degraded(part.images[kept]))
+        probs = classify(runner, degrade(part.images[kept]))
         if split == "val":
             out["temperature"] = fit_temperature(probs, shares)
             out["uncertain_below"] = uncertain_threshold(with_temperature(probs, out["temperature"]), shares)

@@ -205,3 +205,19 @@ def jpeg_round_trip(img: torch.Tensor, hit: torch.Tensor, quality: torch.Tensor)
 
 def hflip(x: torch.Tensor) -> torch.Tensor:
     return torch.flip(x, dims=[-1])
+
+
+# The photo degradations that the FER+ recipes train on (configs/default-ferplus.toml): how often
+# a face is shrunk and scaled back, blurred, relit, JPEG-compressed and noised. The photo
+# calibration (``ferkit calibrate``) is fitted on PublicTest faces degraded so, standing in for
+# faces cropped from photos.
+PHOTO_DEGRADATIONS = {"downscale": 0.25, "blur": 0.2, "light": 0.4, "jpeg": 0.25, "noise": 0.2}
+
+
+def photo_degraded(faces: np.ndarray, seed: int = 0) -> np.ndarray:
+    """(N, 48, 48) uint8 faces through :data:`PHOTO_DEGRADATIONS` (no geometry), drawn from
+    ``seed``: the same faces for every model."""
+    cfg = AugmentConfig(rotation=0.0, shift=0.0, zoom=0.0, hflip=False, **PHOTO_DEGRADATIONS)
+    x = (torch.from_numpy(np.asarray(faces, np.uint8)).float()[:, None] / 255 - MEAN) / STD
+    out = degrade(x, cfg, torch.Generator().manual_seed(seed), slice(0, len(x)), len(x))
+    return ((out * STD + MEAN).clamp(0, 1)[:, 0] * 255).round().to(torch.uint8).numpy()
