@@ -54,6 +54,12 @@ train speed 0 --config configs/paper-wide.toml epochs=3 test_at_end=false
 echo "speed phase: $(( $(date +%s) - start )) s" >> "$out/exits.txt"
 
 kd=configs/default.toml
+# Its teacher is pinned weights (name@hash) that no longer ship: copied from git history into
+# ~/.cache/ferkit/pins (or $FERKIT_PINS, which a lent machine without the history can be given).
+for ref in $(grep -o '[a-z-]*@[0-9a-f]\{8,\}' "$kd" | sort -u); do
+  "$py" -m ferkit model pin "$ref" >> "$out/pins.log" 2>&1 \
+    || { echo "gpu_train.sh: cannot fetch $ref for $kd: see $out/pins.log" >&2; exit 1; }
+done
 # shellcheck disable=SC2086
 {
   $smoke || train paper "$cap" --config configs/paper-wide.toml threads=3 &
