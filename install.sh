@@ -19,8 +19,7 @@ PY=${PYTHON:-python3}
 # The opencv extra here (OpenCV 4): the Haar detector's tests, the detector benchmarks that compare
 # against it and FaceDetectorYN, and the tests that check ferkit's numpy image code against OpenCV's.
 # The runtime itself needs no OpenCV (.ci/runtime checks a fresh virtualenv without it).
-.venv/bin/pip install --quiet "torch==2.13.0" --config-settings editable_mode=compat \
-  -e ".[train,serve,ray,dev,opencv,video]"  # compat: a plain .pth, without setuptools' flat-layout warning
+.venv/bin/pip install --quiet "torch==2.13.0" -e ".[train,serve,ray,dev,opencv,video]"
 if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
