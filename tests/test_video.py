@@ -16,7 +16,7 @@ from support.synthetic import background, moving_face_frames, paste, portrait_fa
 
 from ferkit.cli import main
 from ferkit.face import Box
-from ferkit.inference.media import VideoReader, VideoWriter, read_ahead
+from ferkit.inference.media import VideoReader, VideoWriter, map_ahead, read_ahead
 from ferkit.inference.tracking import IouTracker, shifted
 from ferkit.inference.video import VideoAnalyzer, analyse_video, frame_faces, gray_around
 
@@ -229,8 +229,8 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 
 def test_decoding_ahead_gives_the_frames_results_one_by_one_reading_gave(recognizer, face_video, tmp_path):
-    """The threads that decode and detect ahead change the speed only: every CSV row is what
-    reading, detecting and classifying one frame at a time gives."""
+    """The threads that decode and detect ahead (two detectors on alternate frames) change the
+    speed only: every CSV row is what reading, detecting and classifying one frame at a time gives."""
     table = tmp_path / "ahead.csv"
     analyse_video(face_video, recognizer, csv_path=table, progress=False)
     rows = _rows(table)
@@ -260,6 +260,29 @@ def test_read_ahead_raises_the_producers_error_where_it_happened_and_stops_its_t
     assert next(ahead) == 0
     ahead.close()
     assert not [t for t in threading.enumerate() if t.name == "ferkit-read-ahead"]
+
+
+def test_map_ahead_keeps_the_order_raises_in_place_and_joins_its_threads():
+    """Several detector threads: results in the items' order whatever order they finish in, an
+    error raised at its item, and no thread left behind when the consumer stops early."""
+    import threading
+    import time
+
+    def slow_on_even(i: int) -> int:
+        time.sleep(0.004 if i % 2 == 0 else 0.0)  # the even items finish after the odd ones
+        if i == 7:
+            raise ValueError("bad frame 7")
+        return i * i
+
+    seen = []
+    with pytest.raises(ValueError, match="bad frame 7"):
+        for value in map_ahead(slow_on_even, range(20), workers=3, depth=4):
+            seen.append(value)
+    assert seen == [i * i for i in range(7)]
+    ahead = map_ahead(slow_on_even, range(1000), workers=2, depth=2)
+    assert next(ahead) == 0
+    ahead.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("ferkit-map-ahead")]
 
 
 def test_detect_every_n_keeps_the_track_and_the_labels(recognizer, face_video, tmp_path):
