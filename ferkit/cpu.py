@@ -49,12 +49,17 @@ def _mallopt(mmap_threshold: int, trim_threshold: int) -> bool:
         mallopt(_M_TRIM_THRESHOLD, trim_threshold))
 
 
-def return_freed_memory(threshold: int = 1 << 20) -> bool:
+def return_freed_memory(threshold: int = 4 << 20) -> bool:
     """Serve every block over ``threshold`` bytes with its own mmap(), returned to the system on free.
 
     What a long-running service wants: glibc otherwise raises its mmap threshold after the first
     large free (up to 32 MB), so a decoded photo's pixels land in heap arenas that keep their size
     after one spike (one arena per decoding thread). ``ferkit serve``'s workers apply it.
+    4 MB, not less: a 640x480 photo's buffers (Pillow's 1.2 MB image, YuNet's 1 MB input and
+    activations) then come from the heap again and again; at 1 MB each such request page-faulted
+    ~4 MB of fresh, zeroed memory (1,024 faults) and the server's CPU per request went from 14.1 to
+    12.0 ms at 4 MB (``benchmarks/serve_load.py``, 32 clients). Photos of a few megapixels and more
+    still get their own mmap().
     """
     return _mallopt(threshold, threshold)
 
