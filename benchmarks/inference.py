@@ -134,10 +134,15 @@ def model_cost(name: str) -> dict:
 
 
 def int8_graph(model: str, calibration: Path, folder: Path) -> Path | str:
-    """``ferkit export --quantize int8`` of the model, or the reason it cannot be made."""
+    """The model's shipped int8 graph (``--backend onnx-int8``), else ``ferkit export --quantize
+    int8`` of it, or the reason it cannot be made."""
     from ferkit.errors import FerkitError
+    from ferkit.models.store import resolve
     from ferkit.runtime.export import export_model
 
+    shipped = resolve(model).int8_graph
+    if shipped is not None:
+        return shipped
     if not calibration.exists():
         return f"{calibration} not found: no calibration faces for the int8 graph"
     try:

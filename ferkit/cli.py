@@ -14,6 +14,7 @@ from typing import NoReturn
 
 from ferkit.cpu import keep_freed_memory
 from ferkit.errors import OPTIONAL, FerkitError, missing_extra, require
+from ferkit.runtime import BACKENDS
 
 TRAIN_MODULES = ("torch", "safetensors")  # the train extra's core
 
@@ -134,6 +135,9 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     require("ferkit calibrate (the photo degradations)", "torch")
     from ferkit.train.augment import photo_degraded
 
+    if args.write and args.backend == "onnx-int8":
+        raise FerkitError("--write stores the float graph's calibration, which the int8 graph shares: "
+                          "calibrate with --backend onnx or torch")
     report = calibrate_model(args.model, args.data, args.ferplus, args.backend, photo_degraded)
     if args.json:
         print(json.dumps(report))
@@ -404,8 +408,10 @@ def check_output(option: str, path: str | None, *, folder: bool = False) -> None
 
 
 def _add_backend_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", choices=["onnx", "torch"], default="onnx",
-                   help="onnxruntime (default) or PyTorch (needs ferkit[train])")
+    p.add_argument("--backend", choices=list(BACKENDS), default="onnx",
+                   help="onnxruntime (default), onnxruntime on the shipped model's int8 graph (faster on "
+                        "most CPUs, labels differ on ~2%% of faces: docs/speed.md#int8) or PyTorch "
+                        "(needs ferkit[train])")
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
@@ -502,10 +508,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from ferkit.runtime.export import export_model, export_shipped
 
     if args.shipped:
-        if args.out or args.quantize or args.calibration or args.model != "default":
-            raise FerkitError("--shipped writes every shipped model's graph into the package: "
-                              "no --model, --out, --quantize or --calibration")
-        paths = export_shipped()
+        if args.out or args.quantize or args.model != "default":
+            raise FerkitError("--shipped writes every shipped model's graphs into the package: "
+                              "no --model, --out or --quantize (--calibration DATA adds the int8 graphs)")
+        paths = export_shipped(args.calibration)
     elif args.out is None:
         raise FerkitError("give --out FILE (or --shipped for the package's own graphs)")
     else:
@@ -527,7 +533,8 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quantize", choices=["int8"],
                    help="int8 weights and activations (static, per-channel), for onnxruntime")
     p.add_argument("--calibration", metavar="DATA",
-                   help="with --quantize: data set whose training faces set the activation ranges")
+                   help="with --quantize, or --shipped for the int8 graphs: data set whose training "
+                        "faces set the activation ranges")
     p.set_defaults(func=_cmd_export)
 
 

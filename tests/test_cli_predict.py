@@ -173,3 +173,13 @@ def test_folder_says_what_it_skipped_and_why(astronaut_png, tmp_path):
     assert "4 without an image suffix (.heic, .svg, .txt, no suffix)" in note
     assert "2 dangling or looping link" in note and "1 not a regular file" in note
     assert ".png" in note.split("images are read from")[1]
+
+
+def test_predict_with_the_int8_graph_finds_the_same_face(astronaut_png):
+    """``--backend onnx-int8`` runs the shipped int8 graph; an unknown backend is a one-line error."""
+    r = run_ferkit("predict", str(astronaut_png), "--backend", "onnx-int8", "--json")
+    assert r.returncode == 0, r.stderr
+    faces = json.loads(r.stdout.splitlines()[0])["faces"]
+    assert len(faces) == 1 and faces[0]["label"] == "happy"
+    bad = run_ferkit("predict", str(astronaut_png), "--backend", "int4")
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr and "Traceback" not in bad.stderr

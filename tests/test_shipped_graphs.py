@@ -62,3 +62,24 @@ def test_the_card_comes_from_beside_the_weights_and_the_name_from_the_reference(
     _, card = load_classifier("paper")
     assert card["name"] == "paper" and card["metrics"] == read_card(resolve("paper").weights)["metrics"]
     assert json.loads(card["classes"])[3] == "happy" and card["precision"] == "float32"
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_each_int8_graph_is_quantised_from_its_weights_and_keeps_the_labels(name, real_faces):
+    """``--backend onnx-int8`` runs ``<name>.int8.onnx``: the same weights, labels kept on nearly
+    every real face (on all of FER2013's test faces 98% for `default`: docs/speed.md#int8)."""
+    ref = resolve(name)
+    assert ref.int8_graph is not None, f"{name}: no int8 graph; {REBUILD} --calibration FER2013_CSV"
+    int8, card = load_classifier(name, "onnx-int8", calibrated=False, prior="natural")
+    assert card["precision"] == "int8" and card[WEIGHTS_KEY] == file_sha256(ref.weights), \
+        f"{ref.int8_graph} is stale; {REBUILD} --calibration FER2013_CSV"
+    float32, _ = load_classifier(name, "onnx", calibrated=False, prior="natural")
+    same = (int8.probabilities(real_faces).argmax(1) == float32.probabilities(real_faces).argmax(1)).mean()
+    assert same >= 0.92, f"{name}: the int8 graph keeps {same:.1%} of the float graph's labels"
+
+
+def test_int8_is_refused_with_the_way_to_make_one_where_none_ships(tmp_path):
+    graph = tmp_path / "mine.onnx"
+    shutil.copy(store.WEIGHTS_DIR / "paper.onnx", graph)
+    with pytest.raises(FerkitError, match="no int8 graph ships.*ferkit export --quantize int8"):
+        load_classifier(str(graph), "onnx-int8")

@@ -38,11 +38,13 @@ class Recognizer:
     folder, or an ``.onnx`` file from ``ferkit export`` (float or int8).
     ``detector``: "yunet" (default; boxes with five landmarks, crops aligned on them), "haar"
     (OpenCV 4's cascade, box crops), None (every input is an already-cropped face), or any
-    object with ``detect(image) -> list[Box]``. ``backend``: "onnx" (onnxruntime, the default)
-    or "torch" (PyTorch, the ``train`` extra). ``threads``: for onnx, the chunks of faces
-    classified at once, one thread each, by default the cores up to 8; for torch, its intra-op
-    threads (None keeps torch's setting). ``calibrated``: probabilities through the temperature
-    of the model card (the default; False gives the network's own, to measure calibration).
+    object with ``detect(image) -> list[Box]``. ``backend``: "onnx" (onnxruntime, the default),
+    "onnx-int8" (onnxruntime on a shipped model's int8 graph: more crops/s, 2-3% of labels
+    differ; docs/speed.md#int8) or "torch" (PyTorch, the ``train`` extra). ``threads``: for
+    onnx, the chunks of faces classified at once, one thread each, by default the cores up to
+    8; for torch, its intra-op threads (None keeps torch's setting). ``calibrated``:
+    probabilities through the temperature of the model card (the default; False gives the
+    network's own, to measure calibration).
     ``prior``: how common each expression is taken to be: "natural" (the training data's
     frequencies), "balanced" (all equal), or "happy=0.4,neutral=0.4,..." (:mod:`ferkit.runtime.prior`).
     ``calibration``: which of the card's calibrations applies: "photos" (faces a detector cropped

@@ -37,6 +37,7 @@ from ferkit.errors import FerkitError
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 DEFAULT_MODEL = "default"  # the model used when none is named
 GRAPH_SUFFIX, WEIGHTS_SUFFIX, CARD_SUFFIX = ".onnx", ".safetensors", ".json"
+INT8_SUFFIX = ".int8.onnx"  # a shipped model's int8 graph beside its float one
 RUN_MODEL = "model.safetensors"  # a run folder's final weights
 
 
@@ -48,6 +49,7 @@ class ModelRef:
     weights: Path | None = None  # .safetensors with its .json card: PyTorch, training, export
     graph: Path | None = None  # .onnx: onnxruntime
     shipped: bool = False
+    int8_graph: Path | None = None  # .int8.onnx: a shipped model's int8 graph (backend "onnx-int8")
 
     def require_weights(self, purpose: str) -> Path:
         """The weights file, or a one-line error saying that ``purpose`` needs one."""
@@ -74,9 +76,10 @@ def resolve(reference: str | os.PathLike | None = None) -> ModelRef:
     if pin is not None:
         return _resolve_pin(*pin)
     if text in list_models():
-        weights, graph = (WEIGHTS_DIR / f"{text}{suffix}" for suffix in (WEIGHTS_SUFFIX, GRAPH_SUFFIX))
+        weights, graph, int8 = (WEIGHTS_DIR / f"{text}{suffix}"
+                                for suffix in (WEIGHTS_SUFFIX, GRAPH_SUFFIX, INT8_SUFFIX))
         return ModelRef(text, weights if weights.is_file() else None, graph if graph.is_file() else None,
-                        shipped=True)
+                        shipped=True, int8_graph=int8 if int8.is_file() else None)
     path = Path(text)
     if is_graph_file(text):
         if not path.is_file():
@@ -135,8 +138,9 @@ def _resolve_pin(name: str, prefix: str) -> ModelRef:
     label = f"{name}@{prefix}"
     shipped = WEIGHTS_DIR / f"{name}{WEIGHTS_SUFFIX}"
     if shipped.is_file() and file_sha256(shipped).startswith(prefix):
-        graph = shipped.with_suffix(GRAPH_SUFFIX)
-        return ModelRef(label, shipped, graph if graph.is_file() else None, shipped=True)
+        graph, int8 = (WEIGHTS_DIR / f"{name}{suffix}" for suffix in (GRAPH_SUFFIX, INT8_SUFFIX))
+        return ModelRef(label, shipped, graph if graph.is_file() else None, shipped=True,
+                        int8_graph=int8 if int8.is_file() else None)
     found = sorted(pins_dir().glob(f"{name}@{prefix}*{WEIGHTS_SUFFIX}"))
     if len(found) > 1:
         raise FerkitError(f"{label}: {len(found)} pinned files in {pins_dir()} start with {prefix}; give "

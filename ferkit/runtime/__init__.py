@@ -8,3 +8,8 @@ int8 quantisation.
 - :mod:`~ferkit.runtime.loader`: a model reference -> a backend and the model's card
 - :mod:`~ferkit.runtime.export`, :mod:`~ferkit.runtime.quantize`: graphs from weights (PyTorch)
 """
+
+# What runs a model: onnxruntime on the float graph (the default), onnxruntime on a shipped
+# model's int8 graph, or PyTorch on the weights. Here, not in backends, so the CLI can offer them
+# without importing numpy.
+BACKENDS = ("onnx", "onnx-int8", "torch")

@@ -10,7 +10,6 @@ import numpy as np
 
 from ferkit.face import NUM_CLASSES
 
-BACKENDS = ("onnx", "torch")  # onnxruntime (the default) or PyTorch
 # Bounds the memory of one forward pass when a folder holds thousands of faces.
 MAX_BATCH = 256
 

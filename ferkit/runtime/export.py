@@ -23,7 +23,15 @@ from ferkit.models.blocks import ResidualSEBlock, SqueezeExcite
 from ferkit.models.io import load_model
 from ferkit.models.paper import PaperNet
 from ferkit.models.preprocess import Deployable
-from ferkit.models.store import GRAPH_SUFFIX, WEIGHTS_DIR, atomic_write, file_sha256, list_models, resolve
+from ferkit.models.store import (
+    GRAPH_SUFFIX,
+    INT8_SUFFIX,
+    WEIGHTS_DIR,
+    atomic_write,
+    file_sha256,
+    list_models,
+    resolve,
+)
 from ferkit.runtime.graph import INPUT_NAME, OPSET, OUTPUT_NAME, graph_metadata
 
 FORMATS = ("onnx",)
@@ -151,16 +159,21 @@ def export_model(
     return out
 
 
-def export_shipped() -> list[Path]:
-    """(Re)make ``ferkit/weights/<name>.onnx`` from ``<name>.safetensors`` for every shipped model."""
+def export_shipped(calibration: str | Path | None = None) -> list[Path]:
+    """(Re)make ``ferkit/weights/<name>.onnx`` from ``<name>.safetensors`` for every shipped model;
+    with ``calibration`` (training faces: the FER2013 CSV) also ``<name>.int8.onnx``, the graph
+    backend "onnx-int8" runs."""
     written = []
     for name in list_models():
         if resolve(name).weights is None:
             continue  # a graph shipped without weights stays as it is
-        data = model_graph(name)
-        path = WEIGHTS_DIR / f"{name}{GRAPH_SUFFIX}"
-        atomic_write(path, lambda tmp, data=data: Path(tmp).write_bytes(data))
-        written.append(path)
+        graphs = {GRAPH_SUFFIX: model_graph(name)}
+        if calibration is not None:
+            graphs[INT8_SUFFIX] = model_graph(name, "int8", calibration)
+        for suffix, data in graphs.items():
+            path = WEIGHTS_DIR / f"{name}{suffix}"
+            atomic_write(path, lambda tmp, data=data: Path(tmp).write_bytes(data))
+            written.append(path)
     if not written:
         raise FerkitError(f"{WEIGHTS_DIR}: no shipped weights to export")
     return written

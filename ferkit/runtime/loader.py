@@ -8,16 +8,20 @@ exported in memory first, which needs PyTorch, as does ``backend="torch"``.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from ferkit.errors import FerkitError, require
 from ferkit.models.store import ModelRef, file_sha256, read_card, resolve
-from ferkit.runtime.backends import BACKENDS, Backend, Calibrated
+from ferkit.runtime import BACKENDS
+from ferkit.runtime.backends import Backend, Calibrated
 from ferkit.runtime.graph import WEIGHTS_KEY, card_from_metadata
 from ferkit.runtime.onnx_backend import OnnxBackend
 from ferkit.runtime.prior import Prior, PriorShifted, describe, parse_prior, prior_weights, resolved
 
 CALIBRATIONS = ("crops", "photos")
+# Remakes every shipped graph, float and int8, from the weights beside it.
+SHIPPED_EXPORT = "ferkit export --shipped --calibration ../shared/data/fer2013/fer2013.csv.gz"
 
 
 def _calibration(card: dict[str, Any], faces: str) -> dict[str, Any]:
@@ -66,8 +70,11 @@ def load_classifier(
 def _load_backend(model: str | os.PathLike | None, backend: str,
                   threads: int | None) -> tuple[Backend, dict[str, Any]]:
     ref = runnable(model, backend)
+    if backend == "onnx-int8":
+        assert ref.int8_graph is not None
+        return _graph_backend(ref, ref.int8_graph, threads)
     if backend == "onnx" and ref.graph is not None:
-        return _graph_backend(ref, threads)
+        return _graph_backend(ref, ref.graph, threads)
     from ferkit.models.io import load_model
 
     net, card = load_model(model)
@@ -86,6 +93,12 @@ def runnable(model: str | os.PathLike | None = None, backend: str = "onnx") -> M
     if backend not in BACKENDS:
         raise FerkitError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
     ref = resolve(model)
+    if backend == "onnx-int8":
+        if ref.int8_graph is None:
+            raise FerkitError(f"{ref.name}: no int8 graph ships with it (backend 'onnx-int8' runs a shipped "
+                              "model's; `ferkit export --quantize int8` makes one for any model, then "
+                              "--model FILE.onnx)")
+        return ref
     if backend == "onnx" and ref.graph is not None:
         return ref
     if ref.weights is None:
@@ -96,13 +109,12 @@ def runnable(model: str | os.PathLike | None = None, backend: str = "onnx") -> M
     return ref
 
 
-def _graph_backend(ref: ModelRef, threads: int | None) -> tuple[OnnxBackend, dict[str, Any]]:
-    assert ref.graph is not None
-    runner = OnnxBackend(ref.graph, threads)
-    card = card_from_metadata(runner.metadata(), str(ref.graph))
+def _graph_backend(ref: ModelRef, graph: Path, threads: int | None) -> tuple[OnnxBackend, dict[str, Any]]:
+    runner = OnnxBackend(graph, threads)
+    card = card_from_metadata(runner.metadata(), str(graph))
     if ref.shipped and ref.weights is not None:
         if card.get(WEIGHTS_KEY) != file_sha256(ref.weights):
-            raise FerkitError(f"{ref.graph} was not exported from {ref.weights.name} (stale graph): "
-                              "run `ferkit export --shipped` (needs ferkit[train])")
+            raise FerkitError(f"{graph} was not exported from {ref.weights.name} (stale graph): "
+                              f"run `{SHIPPED_EXPORT}` (needs ferkit[train])")
         card = {**card, **read_card(ref.weights)}  # the card beside the weights: the source of truth
     return runner, {**card, "name": ref.name}
