@@ -23,9 +23,10 @@ from pathlib import Path
 import numpy as np
 from ablation import fer_slice
 from repo_support import add_smoke_args, results_dir
-from timing import cpu_model, window_rate
+from timing import cpu_flags, cpu_model, window_rate
 
 from ferkit.data import load_data, split_data
+from ferkit.models.store import list_models, resolve
 from ferkit.runtime.export import export_model
 from ferkit.runtime.onnx_backend import OnnxBackend
 
@@ -55,8 +56,12 @@ def main() -> None:
                                        calibration=args.data)}
         backends = {name: OnnxBackend(path, threads=THREADS) for name, path in graphs.items()}
         command = shlex.join([".venv/bin/python", "benchmarks/int8_accuracy.py", *sys.argv[1:]])
+        shipped = resolve(args.model).int8_graph if args.model in list_models() else None
         result: dict = {"model": args.model, "command": command,
-                        "cpu": cpu_model(),
+                        # Calibrated on the same CSV, the export is byte for byte --backend onnx-int8's graph.
+                        "int8_is_shipped_graph": shipped is not None
+                        and shipped.read_bytes() == graphs["int8"].read_bytes(),
+                        "cpu": cpu_model(), "cpu_flags": cpu_flags(),
                         "date": time.strftime("%Y-%m-%d %H:%M"), "threads": THREADS, "splits": {}}
         for split in ("val", "test"):
             data = splits[split]
@@ -84,8 +89,11 @@ def markdown(r: dict) -> str:
     names = {"val": "PublicTest", "test": "PrivateTest"}
     speed = r["crops_per_s_batch64"]
     lines = [f"# int8 vs float32 ONNX: `{r['model']}`", "", f"Command: `{r['command']}`  ",
-             f"Date: {r['date']}; {r.get('cpu', 'CPU')}, {r['threads']} threads; load average "
-             + ", ".join(f"{x:.1f}" for x in r["load_average"]), "",
+             f"Date: {r['date']}; {r.get('cpu', 'CPU')} "
+             f"({', '.join(r.get('cpu_flags', [])) or 'flags not recorded'}), "
+             f"{r['threads']} threads; load average " + ", ".join(f"{x:.1f}" for x in r["load_average"]), "",
+             "The int8 graph is " + ("byte for byte the shipped one that `--backend onnx-int8` runs."
+                                     if r.get("int8_is_shipped_graph") else "exported for this run."), "",
              "| split | n | float32 accuracy | int8 accuracy | same label |",
              "| --- | ---: | ---: | ---: | ---: |"]
     for split, s in r["splits"].items():
