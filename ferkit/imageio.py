@@ -8,7 +8,6 @@ non-images, truncated files, decompression bombs. EXIF orientation is applied; a
 from __future__ import annotations
 
 import io
-import math
 import os
 import warnings
 from pathlib import Path
@@ -87,19 +86,14 @@ _ORIENTATIONS = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_1
                  6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
 
 
-def _decode_sized(img: Image.Image, max_side: int | None = None,
-                  least_side: int | None = None) -> tuple[Image.Image, tuple[int, int]]:
+def _decode_sized(img: Image.Image, max_side: int | None = None) -> tuple[Image.Image, tuple[int, int]]:
     """Decode the pixels, EXIF-rotated; with ``max_side``, no larger than that on either side
     (JPEG decodes at the reduced size directly, others are reduced right after decoding, before
-    any conversion, so the only full-size pixels held are the decoder's own); with
-    ``least_side``, a JPEG at the smallest DCT scale that keeps its longest side that long.
+    any conversion, so the only full-size pixels held are the decoder's own).
     Also returns the full-size image's (EXIF-rotated) width and height."""
     width, height = img.size
     try:
-        if least_side is not None and img.format == "JPEG":
-            ratio = least_side / max(width, height)
-            img.draft(img.mode, (math.ceil(width * ratio), math.ceil(height * ratio)))
-        elif max_side is not None and img.format == "JPEG" and max(img.size) > max_side:
+        if max_side is not None and img.format == "JPEG" and max(img.size) > max_side:
             img.draft(img.mode, (max_side, max_side))  # DCT scaling: never holds the full size
         img.load()
         transpose = _ORIENTATIONS.get(img.getexif().get(0x0112, 1))
@@ -209,26 +203,6 @@ def load_image_within(source: Readable, max_side: int,
     pixels and cropped to 48, so a 2,000-pixel copy finds and classifies what the full image does.
     """
     img, size = _decode_sized(_open(source, max_pixels), max_side)
-    arr = _rgb_array(img)
-    return arr, size[0] / arr.shape[1], size
-
-
-def load_image_reduced(source: Readable, min_side: int,
-                       max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, float, tuple[int, int]] | None:
-    """A JPEG decoded at the smallest of libjpeg's DCT scales (1/2, 1/4, 1/8) that keeps its
-    longest side at ``min_side`` or more; None where none does (not a JPEG, or under twice
-    ``min_side``): then decode it with :func:`load_image_within`.
-
-    Why: the scaling happens inside the inverse DCT, so a 640x480 photo comes out at 320x240, the
-    size YuNet looks at, for a fraction of the full decode and without the resize that follows
-    it. Returns what :func:`load_image_within` returns.
-    """
-    img = _open(source, max_pixels)
-    width, height = img.size
-    longest = max(width, height)
-    if img.format != "JPEG" or longest < 2 * min_side:
-        return None
-    img, size = _decode_sized(img, least_side=min_side)
     arr = _rgb_array(img)
     return arr, size[0] / arr.shape[1], size
 

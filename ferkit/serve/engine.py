@@ -8,13 +8,8 @@ A request's image goes through three stages (timed: the ``Server-Timing`` header
    without oversubscribing them. Decoding is also bounded on its own: at most
    DECODE_CONCURRENCY at once, each refusing images over SERVE_MAX_PIXELS from the header and
    keeping at most a DECODE_MAX_SIDE copy (a 10 MB PNG can expand to gigabytes of pixels).
-   ``reduced_decode=True`` (off by default) decodes a JPEG of twice the detector's side (320) or
-   more at the smallest of libjpeg's DCT scales (1/2, 1/4, 1/8) that keeps it that size, and cuts
-   faces from that copy when it has a pixel for each crop pixel (:func:`crop_fits`): a 640x480
-   photo's prepare stage took 5.7 against 8.9 ms on one core, but on ExpW-dev photos scaled up to
-   640-1,600 px only 93.73% of labels stayed the same and accuracy fell 35.00 -> 34.48%
-   (benchmarks/results/serve_reduced_decode.md): YuNet's landmarks move with the resampling of
-   its input, and the labels with them.
+   Decoding a 640x480 JPEG at half size in the DCT, as YuNet sees it, cut this stage from 8.9 to
+   5.7 ms but kept only 93.73% of labels on ExpW-dev: left out (benchmarks/results/serve_reduced_decode.md).
 2. *classify*: the crops join the faces of other requests in flight in one forward pass
    (:mod:`ferkit.serve.batching`, on its own thread).
 3. *post*, on the event loop (well under a millisecond): the request's own ``?prior=``, boxes back
@@ -39,7 +34,7 @@ import numpy as np
 
 from ferkit.cpu import available_cores
 from ferkit.face import FACE_SIZE, NUM_CLASSES, Box
-from ferkit.imageio import load_image_reduced, load_image_within
+from ferkit.imageio import load_image_within
 from ferkit.imageops import invert_affine, to_gray
 from ferkit.inference.crop import alignment_matrix, crop_faces, resize_face, square_around
 from ferkit.inference.types import Prediction, face_from_probs, prediction_json
@@ -124,29 +119,6 @@ def crop_source(box: Box, width: int, height: int) -> tuple[int, int, int, int]:
     return clamp(x0, width), clamp(y0, height), clamp(x1 - 1, width) + 1, clamp(y1 - 1, height) + 1
 
 
-def crop_fits(box: Box) -> bool:
-    """Whether the image ``box`` was found in has at least a crop pixel for each pixel the crop
-    spans (48 across the face's crop), so that its crop needs no enlarging: a reduced decode
-    then serves the crop as well as the full one (it also only shrinks the face)."""
-    matrix = alignment_matrix(box.landmarks) if box.landmarks is not None else None
-    if matrix is not None:
-        return math.sqrt(abs(np.linalg.det(matrix[:, :2]))) <= 1.0
-    return square_around(box)[2] >= FACE_SIZE
-
-
-def box_in_larger(box: Box, factor: float, width: int, height: int) -> Box:
-    """``box`` in an image ``factor`` times the size, pixel centres kept in place (as YuNet's boxes
-    map from its input to the image), clipped to that image's ``width`` and ``height``."""
-    def at(v: float) -> float:
-        return (v + 0.5) * factor - 0.5
-
-    x0, y0 = at(box.x), at(box.y)
-    x, y = max(0, round(x0)), max(0, round(y0))
-    marks = None if box.landmarks is None else tuple((at(lx), at(ly)) for lx, ly in box.landmarks)
-    return Box(x, y, max(1, min(round(x0 + box.w * factor), width) - x),
-               max(1, min(round(y0 + box.h * factor), height) - y), landmarks=marks, score=box.score)
-
-
 def gray_for_crops(image: np.ndarray, boxes: list[Box]) -> np.ndarray:
     """The gray image :func:`crop_faces` needs for ``boxes``, converted only around them: the full
     conversion of a 640x480 photo costs ~5 ms, a third of a request's CPU. Pixels nobody reads
@@ -166,20 +138,17 @@ class Engine:
 
     ``threads``: prepare workers, default the cores (``ferkit serve --workers N`` gives each
     process its share). The classifier runs on the batcher's one thread beside them: its passes
-    take ~0.2 ms a face, so it rarely competes with the workers for a core. ``reduced_decode``:
-    JPEGs of twice YuNet's side or more decode at a DCT scale near that side (the module's
-    notes; off: it changes labels).
+    take ~0.2 ms a face, so it rarely competes with the workers for a core.
     """
 
     def __init__(self, model: str = "default", threads: int | None = None, detector: str = "yunet",
-                 prior: str = "auto", reduced_decode: bool = False) -> None:
+                 prior: str = "auto") -> None:
         runnable(model)  # fail as the app is built, in one line, not when the model loads
         self.prior = parse_prior(prior)
         self.model = model
         self.detector = detector
         self.model_name = ""  # the Recognizer's own name for it, once loaded
         self.threads = threads
-        self.reduced_decode = reduced_decode  # False: every image decoded whole (for comparisons)
         self.workers = threads or available_cores()
         self._recognizer: Recognizer | None = None
         self._worker_limiter: anyio.CapacityLimiter | None = None
@@ -299,10 +268,8 @@ class Engine:
         recognizer, seconds = self._recognizer, timings.seconds
         start = time.perf_counter()
         seconds["queue"] = start - queued
-        side = getattr(recognizer.detector, "side", None) if detect and self.reduced_decode else None
         with self._decode_slots:
-            reduced = load_image_reduced(upload.data, side, SERVE_MAX_PIXELS) if side else None
-            image, scale, size = reduced or load_image_within(upload.data, DECODE_MAX_SIDE, SERVE_MAX_PIXELS)
+            image, scale, size = load_image_within(upload.data, DECODE_MAX_SIDE, SERVE_MAX_PIXELS)
         decoded = time.perf_counter()
         seconds["decode"] = decoded - start
         h, w = image.shape[:2]
@@ -312,27 +279,12 @@ class Engine:
             boxes = recognizer.detector.detect(image)
             detected = time.perf_counter()
             seconds["detect"] = detected - decoded
-            if reduced is not None and not all(crop_fits(box) for box in boxes):
-                image, boxes, scale = self._decode_for_crops(upload, boxes, scale)
-                h, w = image.shape[:2]
-                seconds["decode"] += time.perf_counter() - detected
-                detected = time.perf_counter()
             crops = crop_faces(gray_for_crops(image, boxes), boxes)
             note = "" if boxes else recognizer._no_face_note()
             found = FoundFaces("", w, h, list(boxes), crops, note)
             decoded = detected
         seconds["crop"] = time.perf_counter() - decoded
         return Prepared(found, scale, size)
-
-    def _decode_for_crops(self, upload: Upload, boxes: list[Box],
-                          scale: float) -> tuple[np.ndarray, list[Box], float]:
-        """The image within DECODE_MAX_SIDE, ``boxes`` (found on its reduced decode, whose pixels
-        are ``scale`` of the original's) in its pixels, and its own scale: a face too small in
-        the reduced copy to fill a crop is cut from the pixels it would have had without it."""
-        with self._decode_slots:
-            image, full_scale, _ = load_image_within(upload.data, DECODE_MAX_SIDE, SERVE_MAX_PIXELS)
-        h, w = image.shape[:2]
-        return image, [box_in_larger(box, scale / full_scale, w, h) for box in boxes], full_scale
 
     def _explain(self, found: FoundFaces, timings: Timings) -> Prediction:
         """Classify with occlusion maps (in a worker thread: 100 extra crops a face)."""
