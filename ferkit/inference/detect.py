@@ -85,14 +85,51 @@ class YuNetDetector:
 
     def detect(self, image: np.ndarray) -> list[Box]:
         h, w = image.shape[:2]
-        scale = self.side / max(h, w) if self.side else 1.0
-        sw, sh = round(w * scale), round(h * scale)
+        sw, sh = self._scaled_size(w, h)
         if min(sw, sh) < 8:
             return []  # a sliver: no face fits
         if (sw, sh) != (w, h):  # resized first: the colour conversion then has fewer pixels to do
-            image = imageops.resize(image, (sw, sh), "area" if scale < 1 else "linear")
+            image = imageops.resize(image, (sw, sh), "area" if sw < w else "linear")
         found = self.detect_raw(image)
         boxes = [_yunet_box(row, w / sw, h / sh, w, h) for row in found]
+        return sorted(boxes, key=lambda b: (b.x, b.y))
+
+    def _scaled_size(self, w: int, h: int) -> tuple[int, int]:
+        """The (width, height) :meth:`detect` runs the network at for a ``w`` x ``h`` image."""
+        scale = self.side / max(h, w) if self.side else 1.0
+        return round(w * scale), round(h * scale)
+
+    def detect_region(self, image: np.ndarray, region: tuple[int, int, int, int]) -> list[Box]:
+        """The faces :meth:`detect` would find in ``image`` inside ``region`` (x0, y0, x1, y1,
+        image pixels), for a fraction of its cost: a video tracker's look around each face.
+
+        The network runs on that part of the image only, at the scale :meth:`detect` uses for
+        the whole image, the part widened to YuNet's 32-pixel grid at that scale: where the
+        image shrinks by a whole factor (640x480 to 320x240), its pixels and the grid's cells are
+        those of the whole image's, so a face well inside the region gets the box and landmarks
+        the whole image gives it (up to the zeros beyond the region's edges, which the network
+        sees as it sees the padding of a whole image). Boxes are in the image's pixels.
+        """
+        h, w = image.shape[:2]
+        sw, sh = self._scaled_size(w, h)
+        if min(sw, sh) < 8:
+            return []
+        fx, fy = w / sw, h / sh
+        grid = YUNET_STRIDES[-1]
+        x0, y0, x1, y1 = region
+        sx0, sy0 = (max(0, int(v // f) // grid * grid) for v, f in ((x0, fx), (y0, fy)))
+        sx1, sy1 = min(sw, -int(-x1 // fx)), min(sh, -int(-y1 // fy))
+        if sx1 - sx0 < 8 or sy1 - sy0 < 8:
+            return []
+        rx0, ry0 = round(sx0 * fx), round(sy0 * fy)
+        rx1, ry1 = min(w, round(sx1 * fx)), min(h, round(sy1 * fy))
+        part = image[ry0:ry1, rx0:rx1]
+        if (sx1 - sx0, sy1 - sy0) != part.shape[1::-1]:
+            part = imageops.resize(part, (sx1 - sx0, sy1 - sy0), "area" if sw < w else "linear")
+        found = self.detect_raw(part)
+        found[:, [0, 4, 6, 8, 10, 12]] += sx0
+        found[:, [1, 5, 7, 9, 11, 13]] += sy0
+        boxes = [_yunet_box(row, fx, fy, w, h) for row in found]
         return sorted(boxes, key=lambda b: (b.x, b.y))
 
     def detect_raw(self, image: np.ndarray) -> np.ndarray:

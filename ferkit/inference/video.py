@@ -24,9 +24,9 @@ from ferkit.face import CLASSES, Box
 from ferkit.imageops import invert_affine
 from ferkit.inference.annotate import draw_faces
 from ferkit.inference.crop import alignment_matrix, crop_faces, square_around
-from ferkit.inference.detect import to_gray
+from ferkit.inference.detect import FaceDetector, YuNetDetector, to_gray
 from ferkit.inference.media import VideoReader, VideoWriter, map_ahead, read_ahead
-from ferkit.inference.tracking import IouTracker
+from ferkit.inference.tracking import IouTracker, iou, shifted
 from ferkit.inference.types import (
     LANDMARK_COLUMNS,
     LANDMARK_DECIMALS,
@@ -45,17 +45,23 @@ CSV_DECIMALS = {"time_s": 3, "score": 5, **dict.fromkeys(CLASSES, 5), **LANDMARK
 # Detection runs on frames shrunk to at most this side; it bounds the cost of HD video (YuNet's
 # own input side, 320, is below it; HaarDetector shrinks 640x480 frames to 320x240 anyway).
 DETECT_SIDE = 640
-# A carried face's crop may differ from its crop at detection by this much (crop_difference,
-# grey levels) before the frame is detected again. Chosen on a montage of WIDER-val200 photos
-# (benchmarks/inference.py, results/inference_video.md): the largest of those tried that kept 97%
-# of face-frames' labels as detecting every frame gives them at --detect-every 5. It is small (on
-# the astronaut portrait a crop moved by 1% of the face's side differs by 1.7-2.0) because the
-# labels themselves are fragile: detecting every frame, a tracked face's label changes from one
-# frame to the next about 15% of the time on those photos; 8.0 (a 5% shift) kept 91%.
-REDETECT_DIFF = 1.5
-REDETECT_BLOCK = 8  # pixels per side of the blocks crop_difference compares (a 6x6 grid)
-# Threads running the detector ahead of the analysis when every frame is detected (map_ahead):
-# with one, detection (about 5 ms a frame) bounded 640x480 video at about 185 frames/s on two cores.
+# Between full detections (--detect-every N), each tracked face is detected again in a window
+# around where its track puts it: its box grown by ROI_MARGIN of its longer side on every side
+# (a window twice the box), at the full detection's scale. The box found there must overlap that
+# guess by ROI_MIN_IOU, else (the face left its window, turned away, or the scene cut) the frame
+# goes through the full detector instead. So does a frame with a face whose two top probabilities
+# are within ROI_MIN_MARGIN: the window's box differs from the full detector's by about a pixel
+# (the network sees zeros beyond the window), and labels are that fragile (detecting every frame,
+# a tracked face's label changes from one frame to the next about 15% of the time on web photos);
+# nine in ten of the labels the window changed had a margin under 0.1 (WIDER-val200 montage). The
+# margin is the smallest of those tried that kept 97% of the labels detecting every frame gives
+# at --detect-every 5 on a WIDER-val200 montage (benchmarks/inference.py,
+# results/inference_video.md).
+ROI_MARGIN = 0.5
+ROI_MIN_IOU = 0.5
+ROI_MIN_MARGIN = 0.05
+# Threads running the full detector ahead of the analysis (map_ahead): with one, detection (about
+# 5 ms a frame) bounded 640x480 video detected every frame at about 185 frames/s on two cores.
 DETECT_THREADS = 2
 
 
@@ -97,38 +103,43 @@ class VideoAnalyzer:
     """Frame-by-frame recognition with tracking; feed frames in order with :meth:`analyse`.
 
     ``every``: analyse every N-th frame (the others repeat the last result). ``detect_every``:
-    run the detector on every N-th analysed frame only; in between, each face's box and landmarks
-    move on at the track's velocity and its crop is classified there. Detection is the largest
-    cost per frame, so this is the fast mode; a carried crop that no longer looks like the one
-    detected (:data:`REDETECT_DIFF`: the face moved off its track, turned, or the scene cut)
-    makes that frame a detection frame instead. A face entering the picture waits for the next
-    detection, at most ``detect_every - 1`` analysed frames.
+    run the full detector on every N-th analysed frame only; in between, each tracked face is
+    detected again in a small window around where its track puts it (:meth:`_follow`), a
+    fraction of the full detection's cost, the main one per frame. A face not found again in its
+    window (:data:`ROI_MIN_IOU`: it moved off its track, turned away, or the scene cut) or with a
+    label the classifier is unsure of (:data:`ROI_MIN_MARGIN`) makes that frame a full detection
+    frame. A face entering the picture waits for the next full detection, at most
+    ``detect_every - 1`` analysed frames. ``roi_*``: the :data:`ROI_MARGIN`, :data:`ROI_MIN_IOU`
+    and :data:`ROI_MIN_MARGIN` to use (benchmarks try others).
     """
 
     def __init__(self, recognizer: Recognizer, every: int = 1, detect_every: int = 1,
-                 redetect_diff: float | None = None) -> None:
+                 roi_margin: float = ROI_MARGIN, roi_min_iou: float = ROI_MIN_IOU,
+                 roi_min_margin: float = ROI_MIN_MARGIN) -> None:
         for option, value in (("--every", every), ("--detect-every", detect_every)):
             if not isinstance(value, int) or value < 1:
                 raise FerkitError(f"{option} must be a whole number of frames, at least 1, not {value!r}")
         self.recognizer = recognizer
         self.every = every
         self.detect_every = detect_every
-        self.redetect_diff = REDETECT_DIFF if redetect_diff is None else redetect_diff
+        self.roi_margin = roi_margin
+        self.roi_min_iou = roi_min_iou
+        self.roi_min_margin = roi_min_margin
         self.tracker = make_tracker(every * detect_every)
         self._last: tuple[list[Face], list[int]] = ([], [])
-        self._since_detection = detect_every  # the first analysed frame is a detection frame
-        self._reference: dict[int, np.ndarray] = {}  # each track's crop at its last detection
-        self.detections = 0  # frames run through the detector (a measure of the savings)
+        self.detections = 0  # frames run through the full detector (a measure of the savings)
+
+    def due(self, index: int) -> bool:
+        """Whether frame ``index`` is analysed and, by the schedule, fully detected: every
+        ``detect_every``-th analysed frame, counted from the first, whatever happened between
+        (so that the detector threads can run them ahead)."""
+        return index % self.every == 0 and (index // self.every) % self.detect_every == 0
 
     def detect_ahead(self, index: int, rgb: np.ndarray) -> list[Box] | None:
         """The detector's boxes for frame ``index`` where they do not depend on the frames before
-        it (every analysed frame is detected), else None: a thread can then run the detector on
-        the next frame while this one is cropped and classified (:func:`analyse_video`). Only
-        the detector runs there: it is the largest stage, and the two threads then take about
-        equal shares of a frame's work."""
-        if self.detect_every == 1 and index % self.every == 0:
-            return _detect_boxes(self.recognizer, rgb)
-        return None
+        it (the frames :meth:`due` names), else None: threads can then run the detector on the
+        next frames while this one is cropped and classified (:func:`analyse_video`)."""
+        return _detect_boxes(self.recognizer, rgb) if self.due(index) else None
 
     def stage(self, item: tuple[int, np.ndarray]) -> tuple[np.ndarray, list[Box] | None]:
         """(frame, :meth:`detect_ahead`'s boxes) for an (index, frame) pair: what the detector
@@ -142,37 +153,64 @@ class VideoAnalyzer:
         ``located``: what :meth:`detect_ahead` gave for this frame, if it ran already."""
         if index % self.every:
             return (*self._last, False)
-        carried = None
-        if self._since_detection < self.detect_every:
-            carried = self._carry(index, rgb)
-        if carried is None:
-            carried = self._detect(index, rgb, located)
-        self._last = carried
-        return *carried, True
+        followed = None if located is not None or self.due(index) else self._follow(index, rgb)
+        if followed is None:  # a full detection frame: by the schedule, or a face was lost or unsure
+            boxes = located if located is not None else _detect_boxes(self.recognizer, rgb)
+            self.detections += 1
+            crops = crop_faces(gray_around(rgb, boxes), boxes)
+            followed = boxes, classify_crops(self.recognizer, boxes, crops)
+        boxes, faces = followed
+        self._last = faces, self.tracker.update(boxes, index)
+        return *self._last, True
 
-    def _detect(self, index: int, rgb: np.ndarray, located: list[Box] | None,
-                ) -> tuple[list[Face], list[int]]:
-        boxes = located if located is not None else _detect_boxes(self.recognizer, rgb)
-        crops = crop_faces(gray_around(rgb, boxes), boxes)
-        ids = self.tracker.update(boxes, index)
-        self.detections += 1
-        self._since_detection = 1
-        if self.detect_every > 1:
-            self._reference = dict(zip(ids, crops, strict=True))
-        return classify_crops(self.recognizer, boxes, crops), ids
+    def _follow(self, index: int, rgb: np.ndarray) -> tuple[list[Box], list[Face]] | None:
+        """Each tracked face detected again in a window around its track's guess for this frame
+        and classified, or None where the frame needs the full detector: a face not found in its
+        window, two tracks on one face, or a label the classifier is unsure of (its two top
+        probabilities within ``roi_min_margin``: a box a pixel away from the full detector's may
+        well change such a label, and the full detector's is the reference).
 
-    def _carry(self, index: int, rgb: np.ndarray) -> tuple[list[Face], list[int]] | None:
-        """The tracked faces moved on to this frame, or None when a crop says to detect again."""
-        tracks = self.tracker.carried(index)
-        self._since_detection += 1
-        if not tracks:
+        Only the tracks the last frame matched are followed; a face whose track broke comes
+        back at the next full detection, as a face entering the picture does."""
+        detector = self.recognizer.detector
+        if detector is None:
             return [], []
-        ids = [i for i, _ in tracks]
-        boxes = [b for _, b in tracks]
-        crops = crop_faces(gray_around(rgb, boxes), boxes)
-        if max(crop_difference(crops[k], self._reference[i]) for k, i in enumerate(ids)) > self.redetect_diff:
+        h, w = rgb.shape[:2]
+        boxes: list[Box] = []
+        for _, guess in self.tracker.carried(index):
+            found = window_boxes(detector, rgb, window_around(guess, self.roi_margin, w, h))
+            best = max(found, key=lambda b: iou(b, guess), default=None)
+            if best is None or iou(best, guess) < self.roi_min_iou or any(iou(best, b) >= 0.5 for b in boxes):
+                return None
+            boxes.append(best)
+        faces = classify_crops(self.recognizer, boxes, crop_faces(gray_around(rgb, boxes), boxes))
+        if any(top_margin(f) < self.roi_min_margin for f in faces):
             return None
-        return classify_crops(self.recognizer, boxes, crops), ids
+        return boxes, faces
+
+
+def top_margin(face: Face) -> float:
+    """How far the face's label leads the runner-up: its two top probabilities' difference."""
+    first, second = sorted(face.probabilities.values())[-2:][::-1]
+    return first - second
+
+
+def window_around(box: Box, margin: float, width: int, height: int) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1): ``box`` grown by ``margin`` times its longer side on every side, clipped
+    to the ``width`` x ``height`` frame."""
+    grow = margin * max(box.w, box.h)
+    return (max(0, int(box.x - grow)), max(0, int(box.y - grow)),
+            min(width, int(np.ceil(box.x + box.w + grow))), min(height, int(np.ceil(box.y + box.h + grow))))
+
+
+def window_boxes(detector: FaceDetector, rgb: np.ndarray, region: tuple[int, int, int, int]) -> list[Box]:
+    """The faces ``detector`` finds inside ``region`` of the frame, in the frame's pixels: its
+    own ``detect_region`` where it has one (YuNet: at the full detection's scale), else its
+    ``detect`` on the cut-out region."""
+    if isinstance(detector, YuNetDetector):
+        return detector.detect_region(rgb, region)
+    x0, y0, x1, y1 = region
+    return [shifted(b, x0, y0) for b in detector.detect(rgb[y0:y1, x0:x1])]
 
 
 def _detect_boxes(recognizer: Recognizer, rgb: np.ndarray) -> list[Box]:
@@ -212,16 +250,6 @@ def gray_around(rgb: np.ndarray, boxes: list[Box], margin: int = 4) -> np.ndarra
 _FOOTPRINT = np.array([[-2, -2, 1], [50, -2, 1], [-2, 50, 1], [50, 50, 1]], float)  # crop pixels
 
 
-def crop_difference(a: np.ndarray, b: np.ndarray, block: int = REDETECT_BLOCK) -> float:
-    """How far apart two 48x48 crops are: the mean absolute difference of their ``block`` x
-    ``block`` pixel means, each crop's own mean brightness removed (grey levels). Block means
-    ignore codec noise and a lighting change alone does not count; the cheap test of whether a
-    carried box still frames the face it was detected on."""
-    n = a.shape[0] // block
-    a32, b32 = (c.astype(np.float32).reshape(n, block, n, block).mean(axis=(1, 3)) for c in (a, b))
-    return float(np.abs((a32 - a32.mean()) - (b32 - b32.mean())).mean())
-
-
 def make_tracker(every: int) -> IouTracker:
     """The tracker for a video detected every ``every`` frames (a face may go unseen for about
     half a second of video, at least two detections, before it loses its id)."""
@@ -254,8 +282,9 @@ def analyse_video(
     """Run a video (or camera: an int) through ``recognizer`` and write the requested outputs.
 
     ``every`` and ``detect_every`` are :class:`VideoAnalyzer`'s. Frames are decoded by a thread a
-    few frames ahead of the analysis (:func:`read_ahead`); when every analysed frame is
-    detected, a second thread runs the detector ahead too, so that on two cores decoding,
+    few frames ahead of the analysis (:func:`read_ahead`), and :data:`DETECT_THREADS` threads run
+    the full detector ahead on the frames whose detection does not depend on the ones before
+    (:func:`map_ahead`: all of them unless ``detect_every`` > 1), so that on two cores decoding,
     detection and cropping with classification overlap. Results are the same frame for frame."""
     from tqdm import tqdm
 
@@ -269,8 +298,7 @@ def analyse_video(
     writer: VideoWriter | LiveVideoWriter | None = None
     rows = csv_file = None
     frames = read_ahead(cap)
-    staged = (map_ahead(analyzer.stage, enumerate(frames), DETECT_THREADS) if detect_every == 1
-              else ((f, None) for f in frames))
+    staged = map_ahead(analyzer.stage, enumerate(frames), DETECT_THREADS)
     start = time.perf_counter()
     try:
         rows, csv_file = _open_csv(csv_path)
