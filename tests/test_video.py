@@ -296,7 +296,7 @@ def test_detect_every_n_keeps_the_track_and_the_labels(recognizer, face_video, t
     """Full detection on every 5th frame, the face detected again in a window around its track
     in between: the same one face id all the way, a row per frame, labels as detecting every
     frame gives them, and the box and landmarks within a few pixels of the full detector's; with
-    the shipped settings and with the window alone (no full detection for unsure labels)."""
+    the shipped settings and with full detection for unsure labels too."""
     tables = {n: tmp_path / f"every{n}.csv" for n in (1, 5)}
     summaries = {n: analyse_video(face_video, recognizer, csv_path=t, progress=False, detect_every=n)
                  for n, t in tables.items()}
@@ -305,9 +305,10 @@ def test_detect_every_n_keeps_the_track_and_the_labels(recognizer, face_video, t
     every = _rows(tables[1])
     with VideoReader(face_video) as cap:
         frames = list(cap)
-    windows = VideoAnalyzer(recognizer, detect_every=5, roi_min_margin=0.0)
-    window_rows = [windows.analyse(i, f)[:2] for i, f in enumerate(frames)]
-    assert windows.detections == FRAMES // 5  # the scheduled ones: the face is never lost
+    unsure = VideoAnalyzer(recognizer, detect_every=5, roi_min_margin=0.1)  # unsure labels: full detection
+    window_rows = [unsure.analyse(i, f)[:2] for i, f in enumerate(frames)]
+    assert summaries[5].detections == FRAMES // 5  # the scheduled ones: the face is never lost
+    assert FRAMES // 5 <= unsure.detections < FRAMES / 2
     for carried in (_rows(tables[5]), [{"face_id": str(ids[0]), "label": faces[0].label, "frame": str(i),
                                         **faces[0].box.rect(), "nose_x": faces[0].box.landmarks[2][0],
                                         "nose_y": faces[0].box.landmarks[2][1]}
@@ -338,6 +339,34 @@ def test_a_cut_is_detected_at_once_not_carried(recognizer, astronaut_png):
     assert analyzer.detections == 2  # the first frame and the cut
     (after,), _, _ = results[4]
     assert after.box is not None and after.box.x > 380 and after.box.y > 230
+
+
+def test_detector_threads_with_detect_every_give_what_a_frame_by_frame_loop_gives(recognizer, astronaut_png,
+                                                                                  tmp_path):
+    """Cuts make windows fail, and failures bring on full detections soon after (VideoAnalyzer.due),
+    which the detector threads run ahead: the CSV is still what analysing one frame at a time
+    gives, row for row, with the same frames through the full detector."""
+    face = portrait_face(astronaut_png, 160)
+    spots = [(60, 100), (420, 260), (250, 40), (100, 280)]
+    frames = []
+    for i in range(60):
+        frame = background()
+        x, y = spots[(i // 9) % len(spots)]
+        paste(frame, face, x + i % 9 * 3, y + i % 9 * 2)
+        frames.append(frame)
+    video = write_video(iter(frames), tmp_path / "cuts.mp4", fps=30)
+    table = tmp_path / "cuts.csv"
+    summary = analyse_video(video, recognizer, csv_path=table, progress=False, detect_every=5)
+    with VideoReader(video) as cap:
+        decoded = list(cap)
+    loop = VideoAnalyzer(recognizer, detect_every=5)
+    serial = [loop.analyse(i, f)[:2] for i, f in enumerate(decoded)]
+    assert summary.detections == loop.detections > 60 // 5  # the cuts added some
+    rows = _rows(table)
+    expected = [(i, fid, f.box.rect(), f.label) for i, (faces, ids) in enumerate(serial)
+                for f, fid in zip(faces, ids, strict=True)]
+    got = [(int(r["frame"]), int(r["face_id"]), {k: int(r[k]) for k in "xywh"}, r["label"]) for r in rows]
+    assert got == expected
 
 
 def test_a_window_detects_the_faces_the_whole_frame_gives(recognizer, astronaut_png):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from ferkit.imageops import invert_affine
 from ferkit.inference.annotate import draw_faces
 from ferkit.inference.crop import alignment_matrix, crop_faces, square_around
 from ferkit.inference.detect import FaceDetector, YuNetDetector, to_gray
-from ferkit.inference.media import VideoReader, VideoWriter, map_ahead, read_ahead
+from ferkit.inference.media import READ_AHEAD, VideoReader, VideoWriter, map_ahead, read_ahead
 from ferkit.inference.tracking import IouTracker, iou, shifted
 from ferkit.inference.types import (
     LANDMARK_COLUMNS,
@@ -49,17 +50,24 @@ DETECT_SIDE = 640
 # around where its track puts it: its box grown by ROI_MARGIN of its longer side on every side
 # (a window twice the box), at the full detection's scale. The box found there must overlap that
 # guess by ROI_MIN_IOU, else (the face left its window, turned away, or the scene cut) the frame
-# goes through the full detector instead. So does a frame with a face whose two top probabilities
+# goes through the full detector instead. So can a frame with a face whose two top probabilities
 # are within ROI_MIN_MARGIN: the window's box differs from the full detector's by about a pixel
-# (the network sees zeros beyond the window), and labels are that fragile (detecting every frame,
-# a tracked face's label changes from one frame to the next about 15% of the time on web photos);
-# nine in ten of the labels the window changed had a margin under 0.1 (WIDER-val200 montage). The
-# margin is the smallest of those tried that kept 97% of the labels detecting every frame gives
-# at --detect-every 5 on a WIDER-val200 montage (benchmarks/inference.py,
-# results/inference_video.md).
+# (the network sees zeros beyond the window), and labels are fragile (detecting every frame, a
+# tracked face's label changes from one frame to the next about 15% of the time on web photos);
+# nine in ten of the labels the windows changed had a margin under 0.1 (WIDER-val200 montage).
+# The margin shipped is the smallest of those benchmarks/inference.py tries that keeps 97% of the
+# labels detecting every frame gives, at --detect-every 5 on a WIDER-val200 montage
+# (results/inference_video.md): 0, the windows alone, once failures bring on BUSY_FRAMES.
 ROI_MARGIN = 0.5
 ROI_MIN_IOU = 0.5
-ROI_MIN_MARGIN = 0.05
+ROI_MIN_MARGIN = 0.0
+# A frame whose windows failed makes the frames from PLAN_LAG after it full detection frames for
+# BUSY_FRAMES x detect_every frames (VideoAnalyzer.due): where windows keep failing (many faces,
+# cuts), full detections run ahead on the detector threads rather than one after a failed window.
+# On the WIDER montage at --detect-every 5, 4 kept 98.99% of labels (margin 0.02) against 98.23%
+# for 2, at the same frames/s. PLAN_LAG is how far ahead of the analysis map_ahead takes frames in.
+PLAN_LAG = READ_AHEAD + 1
+BUSY_FRAMES = 4
 # Threads running the full detector ahead of the analysis (map_ahead): with one, detection (about
 # 5 ms a frame) bounded 640x480 video detected every frame at about 185 frames/s on two cores.
 DETECT_THREADS = 2
@@ -106,11 +114,12 @@ class VideoAnalyzer:
     run the full detector on every N-th analysed frame only; in between, each tracked face is
     detected again in a small window around where its track puts it (:meth:`_follow`), a
     fraction of the full detection's cost, the main one per frame. A face not found again in its
-    window (:data:`ROI_MIN_IOU`: it moved off its track, turned away, or the scene cut) or with a
-    label the classifier is unsure of (:data:`ROI_MIN_MARGIN`) makes that frame a full detection
-    frame. A face entering the picture waits for the next full detection, at most
-    ``detect_every - 1`` analysed frames. ``roi_*``: the :data:`ROI_MARGIN`, :data:`ROI_MIN_IOU`
-    and :data:`ROI_MIN_MARGIN` to use (benchmarks try others).
+    window (:data:`ROI_MIN_IOU`: it moved off its track, turned away, or the scene cut), or with
+    a label the classifier is unsure of (:data:`ROI_MIN_MARGIN`, off by default), makes that
+    frame a full detection frame, and the frames soon after it too (:meth:`due`). A face entering
+    the picture waits for the next full detection, at most ``detect_every - 1`` analysed frames.
+    ``roi_*``: the :data:`ROI_MARGIN`, :data:`ROI_MIN_IOU` and :data:`ROI_MIN_MARGIN` to use
+    (benchmarks try others).
     """
 
     def __init__(self, recognizer: Recognizer, every: int = 1, detect_every: int = 1,
@@ -128,33 +137,47 @@ class VideoAnalyzer:
         self.tracker = make_tracker(every * detect_every)
         self._last: tuple[list[Face], list[int]] = ([], [])
         self.detections = 0  # frames run through the full detector (a measure of the savings)
+        self._failed: deque[int] = deque()  # frames whose windows failed, for due()
+        self._busy = BUSY_FRAMES * detect_every * every  # how long due() remembers them, frames
 
     def due(self, index: int) -> bool:
-        """Whether frame ``index`` is analysed and, by the schedule, fully detected: every
-        ``detect_every``-th analysed frame, counted from the first, whatever happened between
-        (so that the detector threads can run them ahead)."""
-        return index % self.every == 0 and (index // self.every) % self.detect_every == 0
+        """Whether frame ``index`` is analysed and goes through the full detector whatever the
+        frames just before it show: every ``detect_every``-th analysed frame, and every analysed
+        frame while a face needed the full detector between those lately (in the
+        :data:`BUSY_FRAMES` x ``detect_every`` frames up to :data:`PLAN_LAG` frames back: a
+        scene where windows keep failing is then detected frame by frame, on the detector
+        threads, instead of window, failure and full detection one after the other).
 
-    def detect_ahead(self, index: int, rgb: np.ndarray) -> list[Box] | None:
-        """The detector's boxes for frame ``index`` where they do not depend on the frames before
-        it (the frames :meth:`due` names), else None: threads can then run the detector on the
-        next frames while this one is cropped and classified (:func:`analyse_video`)."""
-        return _detect_boxes(self.recognizer, rgb) if self.due(index) else None
+        It reads only frames at least :data:`PLAN_LAG` before ``index``, so it is known that
+        many frames ahead: :func:`analyse_video` asks it while the detector threads can still
+        run those detections ahead, and gets the answer a frame-by-frame loop gets."""
+        if index % self.every:
+            return False
+        if (index // self.every) % self.detect_every == 0:
+            return True
+        newest = index - PLAN_LAG
+        return any(newest - self._busy < f <= newest for f in self._failed)
 
-    def stage(self, item: tuple[int, np.ndarray]) -> tuple[np.ndarray, list[Box] | None]:
-        """(frame, :meth:`detect_ahead`'s boxes) for an (index, frame) pair: what the detector
-        threads of :func:`analyse_video` hand on to :meth:`analyse`."""
-        index, rgb = item
-        return rgb, self.detect_ahead(index, rgb)
+    def stage(self, item: tuple[int, np.ndarray, bool]) -> tuple[np.ndarray, list[Box] | None]:
+        """(frame, the full detector's boxes if ``due``) for an (index, frame, due) triple: what
+        the detector threads of :func:`analyse_video` hand on to :meth:`analyse`."""
+        _, rgb, due = item
+        return rgb, _detect_boxes(self.recognizer, rgb) if due else None
 
     def analyse(self, index: int, rgb: np.ndarray, located: list[Box] | None = None,
                 ) -> tuple[list[Face], list[int], bool]:
         """(faces, their ids, whether this frame was analysed); skipped frames repeat the last.
-        ``located``: what :meth:`detect_ahead` gave for this frame, if it ran already."""
+        ``located``: the full detector's boxes for this frame, where :meth:`due` had them found
+        ahead (:meth:`stage`)."""
         if index % self.every:
             return (*self._last, False)
-        followed = None if located is not None or self.due(index) else self._follow(index, rgb)
+        due = located is not None or self.due(index)
+        followed = None if due else self._follow(index, rgb)
         if followed is None:  # a full detection frame: by the schedule, or a face was lost or unsure
+            if not due:
+                while self._failed and self._failed[0] <= index - PLAN_LAG - self._busy:
+                    self._failed.popleft()  # no later due() reads it
+                self._failed.append(index)
             boxes = located if located is not None else _detect_boxes(self.recognizer, rgb)
             self.detections += 1
             crops = crop_faces(gray_around(rgb, boxes), boxes)
@@ -298,7 +321,9 @@ def analyse_video(
     writer: VideoWriter | LiveVideoWriter | None = None
     rows = csv_file = None
     frames = read_ahead(cap)
-    staged = map_ahead(analyzer.stage, enumerate(frames), DETECT_THREADS)
+    # due() is asked as map_ahead takes each frame in, PLAN_LAG frames after the last it reads
+    planned = ((i, f, analyzer.due(i)) for i, f in enumerate(frames))
+    staged = map_ahead(analyzer.stage, planned, DETECT_THREADS, depth=PLAN_LAG - 1)
     start = time.perf_counter()
     try:
         rows, csv_file = _open_csv(csv_path)
