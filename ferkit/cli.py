@@ -493,9 +493,10 @@ def _add_video(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plot", help="emotion-over-time plot (.png)")
     p.add_argument("--every", type=int, default=1, metavar="N", help="analyse every Nth frame")
     p.add_argument("--detect-every", type=int, default=1, metavar="N",
-                   help="run the face detector on every Nth analysed frame only and carry the tracked "
-                        "faces between (faster; a face that moves off its track is detected again at "
-                        "once, a new face waits up to N-1 frames; default 1: detect on every frame)")
+                   help="run the full face detector on every Nth analysed frame only and find the tracked "
+                        "faces again in small windows between (faster where faces are few; a face lost "
+                        "in its window brings the full detector back at once, a new face waits up to N-1 "
+                        "frames; default 1: detect on every frame)")
     _add_model_option(p)
     _add_backend_option(p)
     _add_detector_option(p)
