@@ -125,8 +125,10 @@ def map_ahead(fn: Callable[[T], R], items: Iterable[T], workers: int = 2, depth:
     critical path (onnxruntime releases the GIL; its session serves concurrent calls). Results
     come in the order of ``items``, so the output equals a sequential loop's; an exception in
     ``fn`` is raised here, at the item where it happened. ``items`` is iterated in the
-    consumer's thread. When the consumer stops early, items not yet started are dropped and the
-    running ones joined before this generator returns.
+    consumer's thread, item ``k + depth + 1`` only once the consumer has come back for the item
+    after ``k`` (so a generator of items may read what the consumer made of items up to ``k``:
+    :meth:`ferkit.inference.video.VideoAnalyzer.due`). When the consumer stops early, items not
+    yet started are dropped and the running ones joined before this generator returns.
     """
     pending: deque[Future[R]] = deque()
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="ferkit-map-ahead") as pool:
