@@ -10,9 +10,10 @@ Why 7-bit weights: on x86 CPUs without VNNI (AVX2 only, such as the AMD EPYC mac
 2026-12-02) onnxruntime multiplies uint8 by int8 with an instruction whose 16-bit sums saturate.
 With full 8-bit weights the `paper` graph agreed with the float one on 73.8% of PrivateTest's
 faces there and its accuracy fell from 66.23% to 57.26% (a one-off comparison of the four
-settings, not committed); with 7-bit weights 94.8% and 65.84%
-(benchmarks/results/amd-epyc/int8_paper.md); uint8 weights did about as well but are slower on
-VNNI CPUs, where the saturation does not happen.
+settings, not committed); with 7-bit weights 94.8% and 65.84% (benchmarks/results/amd-epyc/
+int8_paper.md of 2026-12-02, in git history), and 96.6% and 65.70% since the first convolution
+stays float (the same file, 2026-12-04); uint8 weights did about as well but are slower on VNNI
+CPUs, where the saturation does not happen.
 """
 
 from __future__ import annotations
