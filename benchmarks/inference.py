@@ -607,7 +607,9 @@ def _header(result: dict) -> list[str]:
     training = env["concurrent_training"]
     return ["# Inference speed: ferkit vs fer", "",
             f"Command: `{result['command']}`  ", f"Date: {result['date']}  ",
-            f"Machine: {env.get('cpu_model', 'CPU')}, {env['cpus']} CPUs, {env['threads']} threads per "
+            f"Machine: {env.get('cpu_model', 'CPU')} "
+            f"({', '.join(env.get('cpu_flags', [])) or 'flags not recorded'}), "
+            f"{env['cpus']} CPUs, {env['threads']} threads per "
             "runtime; "
             f"torch {env['torch']}, "
             f"onnxruntime {env['onnxruntime']}; model `{ours['model']}` ({ours['model_params']:,} "
@@ -746,7 +748,8 @@ def main() -> int:
     result = {
         "command": shlex.join([".venv/bin/python", "benchmarks/inference.py", *sys.argv[1:]]),
         "date": time.strftime("%Y-%m-%d %H:%M"),
-        "environment": {"cpus": os.cpu_count(), "cpu_model": cpu_model(), "threads": THREADS,
+        "environment": {"cpus": os.cpu_count(), "cpu_model": cpu_model(), "cpu_flags": cpu_flags(),
+                        "threads": THREADS,
                         "python": platform.python_version(),
                         "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
                         "niceness": os.nice(0), "load_average": os.getloadavg(),

@@ -49,6 +49,7 @@ from serve_load import (
     summarise_load,
 )
 from support.launch import ServerProcess
+from timing import cpu_flags, cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FERKIT_SHARED", REPO.parent / "shared"))
@@ -307,11 +308,13 @@ def write_markdown(result: dict, path: Path) -> None:
     a, bars = result["abuse"], result["bars"]
     users, health, bad = a["users"], a["healthz"], a["bad_input"]
     lat, cuts = users["latency_ms"], a["stalled_uploads"]["seconds_until_cut"]
+    env = result["environment"]
     lines = [
         "# ferkit serve: abuse benchmark",
         "",
         f"Command: `{result['command']}`  ",
-        f"Date: {result['date']}. Machine: {result['environment']['cpus']} CPUs, "
+        f"Date: {result['date']}. Machine: {result['environment']['cpus']} CPUs "
+        f"({env.get('cpu_model', 'CPU')}; {', '.join(env.get('cpu_flags', []))}), "
         f"{result['environment']['platform']}; server (1 worker, default limits: "
         f"{result['config']['server_args'] or 'none changed'}) and all clients on the same machine.  ",
         f"Note: {result['note']}" if result["note"] else "",
@@ -432,6 +435,8 @@ def main(argv: list[str] | None = None) -> int:
         },
         "environment": {
             "cpus": os.cpu_count(),
+            "cpu_model": cpu_model(),
+            "cpu_flags": cpu_flags(),
             "platform": platform.platform(),
             "python": platform.python_version(),
         },
