@@ -409,9 +409,9 @@ def check_output(option: str, path: str | None, *, folder: bool = False) -> None
 
 def _add_backend_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=list(BACKENDS), default="onnx",
-                   help="onnxruntime (default), onnxruntime on the shipped model's int8 graph (faster on "
-                        "most CPUs, labels differ on ~2%% of faces: docs/speed.md#int8) or PyTorch "
-                        "(needs ferkit[train])")
+                   help="onnxruntime (default), onnxruntime on the shipped model's int8 graph (1.24x "
+                        "the crops/s of `default` on an AVX2 CPU; 2%% of its labels differ: "
+                        "docs/speed.md#int8) or PyTorch (needs ferkit[train])")
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
