@@ -40,7 +40,7 @@ import numpy as np
 import onnxruntime as ort
 import repo_support  # noqa: F401  (tests/support on the path)
 from inference import REPO, THREADS, rate_stats, start_fer
-from repo_support import add_smoke_args, results_dir
+from repo_support import add_smoke_args, results_dir, write_results
 from timing import cpu_flags, cpu_model, window_rate
 
 from ferkit.inference import Recognizer
@@ -337,9 +337,7 @@ def main() -> int:
                         "load_before": load_before, "load_after": os.getloadavg()},
         "profiles": profiles, "rates": rates, "output_difference": differences, "fer_skipped": fer_skipped,
     }
-    (out / "crop_speed.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "crop_speed.md").write_text(markdown(result))
-    print(markdown(result))
+    write_results(out, "crop_speed", result, markdown(result))
     return 0
 
 

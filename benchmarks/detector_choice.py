@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import platform
 import time
@@ -39,7 +38,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import repo_support  # noqa: F401  (tests/support on the path)
-from repo_support import add_smoke_args, results_dir
+from repo_support import add_smoke_args, results_dir, write_results
 from support.synthetic import group_photo
 from timing import cpu_model
 
@@ -224,9 +223,7 @@ def main() -> None:
         "seconds": time.perf_counter() - start, "rows": rows,
         "chosen": chosen and {"detector": chosen["detector"], "threshold": chosen["threshold"]},
     }
-    (out / "detector_choice.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "detector_choice.md").write_text(markdown(result))
-    print(markdown(result))
+    write_results(out, "detector_choice", result, markdown(result))
 
 
 def markdown(result: dict) -> str:

@@ -12,7 +12,6 @@ benchmarks/results/int8_<model>.json and .md. About two minutes:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import sys
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 from ablation import fer_slice
-from repo_support import add_smoke_args, results_dir
+from repo_support import add_smoke_args, results_dir, write_results
 from timing import cpu_flags, cpu_model, window_rate
 
 from ferkit.data import load_data, split_data
@@ -80,9 +79,7 @@ def main() -> None:
                                      for name, r in rates.items()}
     result["speedup_best"] = max(rates["int8"]) / max(rates["float32"])
     result["load_average"] = os.getloadavg()
-    (out / f"int8_{args.model}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / f"int8_{args.model}.md").write_text(markdown(result))
-    print(markdown(result))
+    write_results(out, f"int8_{args.model}", result, markdown(result))
 
 
 def markdown(r: dict) -> str:

@@ -17,7 +17,6 @@ as when other jobs hold the cores. Writes benchmarks/results/onnx_threading.json
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -27,7 +26,7 @@ import time
 import numpy as np
 import onnxruntime as ort
 from inference import rate_stats
-from repo_support import add_smoke_args, results_dir
+from repo_support import add_smoke_args, results_dir, write_results
 from timing import window_rate
 
 from ferkit.cpu import available_cores
@@ -108,9 +107,7 @@ def main() -> int:
         for process in busy:
             process.kill()
     stem = "onnx_threading" + (f"_busy{args.busy}" if args.busy else "")
-    (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / f"{stem}.md").write_text(markdown(result))
-    print(markdown(result))
+    write_results(out, stem, result, markdown(result))
     return 0
 
 

@@ -25,7 +25,6 @@ Writes benchmarks/results/ray_scaling.json and .md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -39,7 +38,7 @@ from typing import Any
 import cv2
 import numpy as np
 import repo_support  # noqa: F401  (tests/support on the path)
-from repo_support import add_smoke_args, results_dir
+from repo_support import add_smoke_args, results_dir, write_results
 from support.synthetic import CANVAS, background, moving_face_frames, paste, portrait_face, write_video
 
 REPO = Path(__file__).resolve().parents[1]
@@ -247,9 +246,7 @@ def main() -> int:
                        "quiet_below": args.quiet_below, "max_wait": args.max_wait,
                        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
                        "when": time.strftime("%Y-%m-%d %H:%M"), "ray": ray.__version__}
-    (out / "ray_scaling.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "ray_scaling.md").write_text(render(result))
-    print(render(result))
+    write_results(out, "ray_scaling", result, render(result))
     return 0
 
 

@@ -14,6 +14,7 @@ runs every script this way in CI, so a benchmark that stops working fails a test
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -45,3 +46,16 @@ def results_dir(args: argparse.Namespace) -> Path:
         folder = RESULTS
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def write_results(folder: Path, stem: str, result: dict | list, markdown: str | None) -> None:
+    """Write ``<stem>.json`` (``indent=2`` and a newline) and, if given, ``<stem>.md``, then print
+    the Markdown. Atomic (a temporary file, then a rename): a killed run leaves the old results or
+    the new ones, never a half file, as every write in this project."""
+    from ferkit.models.store import atomic_write
+
+    atomic_write(folder / f"{stem}.json",
+                 lambda tmp: Path(tmp).write_text(json.dumps(result, indent=2) + "\n"))
+    if markdown is not None:
+        atomic_write(folder / f"{stem}.md", lambda tmp: Path(tmp).write_text(markdown))
+        print(markdown)

@@ -37,7 +37,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from repo_support import add_smoke_args, results_dir
+from repo_support import add_smoke_args, results_dir, write_results
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FERKIT_SHARED", REPO.parent / "shared"))
@@ -236,9 +236,7 @@ def main() -> int:
         result["smoke"] = (f"{args.old} extracted and this tree's wheel built, neither installed: 'new' "
                            f"is this tree as installed in {sys.prefix}, and its cold runs drop only the "
                            "ferkit package from the page cache; no 'old'")
-    (out / "startup.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "startup.md").write_text(render(result))
-    print(render(result))
+    write_results(out, "startup", result, render(result))
     return 0
 
 

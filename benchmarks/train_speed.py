@@ -17,7 +17,6 @@ figure is its median epoch. User CPU time over wall-clock time says how many cor
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import statistics
@@ -250,9 +249,7 @@ def main() -> None:
             result["compile_first_step"] = first_step_seconds(
                 args.data, Path(tmp) / "runs", Path(tmp) / "inductor",
                 ["epochs=1", "limit_train=1024", "limit_val=256", "test_at_end=false"])
-    (out / "train_speed.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "train_speed.md").write_text(render(result))
-    print(render(result))
+    repo_support.write_results(out, "train_speed", result, render(result))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ same machine load. Writes benchmarks/results/width_speed.json and .md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -27,7 +26,7 @@ import onnxruntime as ort
 import torch
 from ablation import fer_slice
 from inference import THREADS, rate_stats, start_fer
-from repo_support import add_smoke_args, results_dir
+from repo_support import add_smoke_args, results_dir, write_results
 from timing import window_rate
 
 from ferkit.models import create_model
@@ -104,9 +103,7 @@ def main() -> int:
     }
     if not isinstance(fer, str):
         fer.close()
-    (out / "width_speed.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "width_speed.md").write_text(markdown(result))
-    print(markdown(result))
+    write_results(out, "width_speed", result, markdown(result))
     return 0
 
 

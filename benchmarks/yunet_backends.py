@@ -18,7 +18,6 @@ Writes benchmarks/results/yunet_backends.json and .md. About 15 minutes on 2 bus
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -29,7 +28,7 @@ import numpy as np
 import onnxruntime
 import repo_support  # noqa: F401  (tests/support on the path)
 from detector_choice import BUCKETS, GRAPHS, SIDES, THRESHOLDS, Tally, bucket, iou_matrix, read_boxes
-from repo_support import add_smoke_args, results_dir
+from repo_support import add_smoke_args, results_dir, write_results
 from support.opencv_yunet import OpenCVYuNet
 from timing import cpu_model
 
@@ -167,9 +166,7 @@ def main() -> None:
         "agreement": [{"graph": g, "side": s, "score_threshold": min(THRESHOLDS), **a.summary()}
                       for (g, s), a in agreement.items()],
     }
-    (out / "yunet_backends.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "yunet_backends.md").write_text(markdown(result))
-    print(markdown(result))
+    write_results(out, "yunet_backends", result, markdown(result))
 
 
 def markdown(result: dict) -> str:
