@@ -443,6 +443,57 @@ def label_agreement(model: str, video: Path, runs: list[tuple[int, float]]) -> d
     return out
 
 
+def window_fidelity(model: str, video: Path) -> dict:
+    """What a window gives on the very frame the full detector ran on (no motion, no tracker):
+    for each face the full detection finds, YuNet on the window :data:`ROI_MARGIN` around its
+    box; the share of faces found there (IoU >= ROI_MIN_IOU), found with the very same box, and
+    found with the label the full detection's crop gets; the landmarks' largest offset (median
+    and 90th percentile, pixels) and the window's cost per face. The upper bound of what
+    --detect-every's windows can keep, before any motion."""
+    from ferkit.inference.crop import crop_faces
+    from ferkit.inference.media import VideoReader
+    from ferkit.inference.tracking import iou
+    from ferkit.inference.video import (
+        ROI_MARGIN,
+        ROI_MIN_IOU,
+        classify_crops,
+        gray_around,
+        window_around,
+        window_boxes,
+    )
+
+    rec = video_recognizer(model)
+    detector = rec.detector
+    assert detector is not None
+    total = found = same_box = same_label = 0
+    offsets: list[float] = []
+    seconds = 0.0
+    with VideoReader(video) as cap:
+        for frame in cap:
+            h, w = frame.shape[:2]
+            boxes = detector.detect(frame)
+            reference = classify_crops(rec, boxes, crop_faces(gray_around(frame, boxes), boxes))
+            for box, ref in zip(boxes, reference, strict=True):
+                total += 1
+                start = time.perf_counter()
+                near = window_boxes(detector, frame, window_around(box, ROI_MARGIN, w, h))
+                seconds += time.perf_counter() - start
+                best = max(near, key=lambda b, box=box: iou(b, box), default=None)
+                if best is None or iou(best, box) < ROI_MIN_IOU:
+                    continue
+                found += 1
+                same_box += best == box
+                offsets.append(float(np.abs(np.subtract(best.landmarks, box.landmarks)).max()))
+                (face,) = classify_crops(rec, [best], crop_faces(gray_around(frame, [best]), [best]))
+                same_label += face.label == ref.label
+    return {"faces": total, "found": found / max(1, total), "same_box": same_box / max(1, total),
+            "same_label": same_label / max(1, total),
+            "same_label_of_found": same_label / max(1, found),
+            "landmark_offset_px": {"median": float(np.median(offsets)) if offsets else None,
+                                   "p90": float(np.percentile(offsets, 90)) if offsets else None},
+            "window_ms_per_face": 1000 * seconds / max(1, total)}
+
+
 def video_bars(model: str, portrait: Path, shared: Path, folder: Path, frames: int, shots: int,
                shot_frames: int, rounds: int) -> dict:
     """The video section: speed against fer on the moving-face clip and the photo montage, the
@@ -465,8 +516,12 @@ def video_bars(model: str, portrait: Path, shared: Path, folder: Path, frames: i
         passing = [r["roi_min_margin"] for r in choice["runs"] if r["bar_97_met"]]
         choice["chosen"] = min(passing) if passing else max(MARGIN_CANDIDATES)
         choice["shipped"] = ROI_MIN_MARGIN
+        fidelity = {"wider": window_fidelity(model, wider_video)}
     else:
         choice = {"skipped": f"{wider} not found"}
+        fidelity = {}
+    if "photo_montage" in videos:
+        fidelity["expw"] = window_fidelity(model, videos["photo_montage"])
     fer = start_fer()
     if isinstance(fer, str):
         print(f"fer: skipped ({fer})", file=sys.stderr)
@@ -479,7 +534,7 @@ def video_bars(model: str, portrait: Path, shared: Path, folder: Path, frames: i
     runs = [(n, ROI_MIN_MARGIN) for n in DETECT_INTERVALS] + [(SPEED_INTERVAL, UNSURE_MARGIN)]
     agreement = label_agreement(model, videos["photo_montage"], runs) if "photo_montage" in videos else {}
     return {"speed": speed, "fer": fer_info, "montage": montage, "threshold_choice": choice,
-            "agreement": agreement,
+            "agreement": agreement, "window_fidelity": fidelity,
             "profile_ms_per_frame": {name: stage_profile(model, v) for name, v in videos.items()},
             "roi_min_margin": ROI_MIN_MARGIN}
 
@@ -538,6 +593,24 @@ def video_markdown(result: dict) -> str:
                   f"detector threads). Smallest margin keeping 97% at N={SPEED_INTERVAL}: {choice['chosen']} "
                   f"(video.py ships {choice['shipped']}).", "",
                   header, "| ---: | ---: | ---: | ---: | ---: | ---: |", *_agreement_rows(choice)]
+    fidelity = video.get("window_fidelity", {})
+    if fidelity:
+        lines += ["", "## A window on the frame the full detector ran on (no motion)", "",
+                  "For each face the full detection finds, YuNet on the window twice its box around "
+                  "that very box: how often it finds the face, with the very same box, and with the label "
+                  "the full detection's crop gets. This bounds what the windows between full detections can "
+                  "keep before anything moves: the network sees zeros beyond the window, the box and "
+                  "landmarks move by a pixel or so, and that changes some labels.", "",
+                  "| montage | faces | found | same box | same label | same label, of those found | landmark "
+                  "offset px, median (p90) | window ms per face |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for name, f in fidelity.items():
+            off = f["landmark_offset_px"]
+            lines.append(f"| {'WIDER-val200' if name == 'wider' else 'ExpW-dev'} | {f['faces']} | "
+                         f"{100 * f['found']:.1f}% | {100 * f['same_box']:.1f}% | "
+                         f"{100 * f['same_label']:.1f}% | "
+                         f"{100 * f['same_label_of_found']:.1f}% | {off['median']:.2f} ({off['p90']:.2f}) | "
+                         f"{f['window_ms_per_face']:.2f} |")
     if agreement:
         lines += ["", f"## --detect-every N against detecting every frame: ExpW-dev montage "
                   f"({montage['expw']['shots']} photos, {montage['expw']['frames_per_shot']} frames each: "

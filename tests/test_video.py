@@ -387,6 +387,20 @@ def test_a_window_detects_the_faces_the_whole_frame_gives(recognizer, astronaut_
             assert np.abs(np.subtract(near.landmarks, box.landmarks)).max() <= 0.08 * box.w
 
 
+def test_a_window_runs_the_network_on_whole_grid_cells_of_the_image(recognizer, astronaut_png, monkeypatch):
+    """The network pads its input to its 32-pixel grid: a window ending inside a cell is run with
+    the image's own pixels up to the cell's end (what the whole frame's detection sees there),
+    not zeros, wherever the frame has them."""
+    detector = recognizer.detector
+    frame = next(moving_face_frames(astronaut_png, 1))  # 640x480: detection at 320x240
+    seen: list[tuple[int, ...]] = []
+    raw = detector.detect_raw
+    monkeypatch.setattr(detector, "detect_raw", lambda image: seen.append(image.shape[:2]) or raw(image))
+    detector.detect_region(frame, (100, 90, 301, 233))  # 50-150 x 45-117 at that scale
+    detector.detect_region(frame, (500, 300, 640, 480))  # to the frame's corner: 240 is not on the grid
+    assert seen == [(96, 128), (112, 96)]  # rows 32-128, columns 32-160; rows 128-240 (the frame's), 224-320
+
+
 def test_tracker_carries_boxes_and_landmarks_at_their_velocity():
     marks = ((30.0, 40.0), (50.0, 40.0), (40.0, 50.0), (32.0, 60.0), (48.0, 60.0))
     tracker = IouTracker()

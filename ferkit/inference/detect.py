@@ -104,7 +104,7 @@ class YuNetDetector:
         image pixels), for a fraction of its cost: a video tracker's look around each face.
 
         The network runs on that part of the image only, at the scale :meth:`detect` uses for
-        the whole image, the part widened to YuNet's 32-pixel grid at that scale: where the
+        the whole image, the part widened on every side to YuNet's 32-pixel grid at that scale: where the
         image shrinks by a whole factor (640x480 to 320x240), its pixels and the grid's cells are
         those of the whole image's, so a face well inside the region gets the box and landmarks
         the whole image gives it (up to the zeros beyond the region's edges, which the network
@@ -118,7 +118,10 @@ class YuNetDetector:
         grid = YUNET_STRIDES[-1]
         x0, y0, x1, y1 = region
         sx0, sy0 = (max(0, int(v // f) // grid * grid) for v, f in ((x0, fx), (y0, fy)))
-        sx1, sy1 = min(sw, -int(-x1 // fx)), min(sh, -int(-y1 // fy))
+        # the far edges too go out to the grid: the network pads to it anyway, and pixels of the
+        # image there instead of zeros are what the whole image's detection sees
+        far = (-int(-x1 // fx), sw), (-int(-y1 // fy), sh)  # the region's far edges at that scale
+        sx1, sy1 = (min(n, -(-v // grid) * grid) for v, n in far)
         if sx1 - sx0 < 8 or sy1 - sy0 < 8:
             return []
         rx0, ry0 = round(sx0 * fx), round(sy0 * fy)
@@ -200,8 +203,9 @@ def decode_yunet(
     rows = []
     for stride in YUNET_STRIDES:
         cols = pad_w // stride
-        cls = np.clip(outputs[f"cls_{stride}"].reshape(-1), 0, 1)
-        obj = np.clip(outputs[f"obj_{stride}"].reshape(-1), 0, 1)
+        # each clamped to 0..1 (np.minimum and np.maximum: np.clip's own checks cost more here)
+        cls = np.minimum(np.maximum(outputs[f"cls_{stride}"].reshape(-1), 0), 1)
+        obj = np.minimum(np.maximum(outputs[f"obj_{stride}"].reshape(-1), 0), 1)
         score = np.sqrt(cls * obj)
         keep = np.flatnonzero(score >= score_threshold)
         if not len(keep):
