@@ -27,7 +27,7 @@ import tomllib
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from repo_support import add_smoke_args, results_dir
+from repo_support import add_smoke_args, results_dir, write_text
 
 from ferkit.data.slices import slice_fer
 from ferkit.errors import DataError
@@ -170,8 +170,8 @@ def study(args: argparse.Namespace, rows: list[tuple[int, str, list[str]]], runs
 
 def write(stem: Path, rows: list[dict], config: str, machine: str, overrides: list[str]) -> None:
     stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
-    stem.with_suffix(".md").write_text(render(rows, config, machine, overrides))
+    write_text(stem.with_suffix(".json"), json.dumps(rows, indent=2) + "\n")
+    write_text(stem.with_suffix(".md"), render(rows, config, machine, overrides))
 
 
 def summarise(rows: list[dict]) -> list[dict]:

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from ablation import fer_slice
-from repo_support import add_smoke_args, results_dir
+from repo_support import add_smoke_args, results_dir, write_text
 
 from ferkit.evaluate.crops import calibrate_model, evaluate_model
 from ferkit.evaluate.photos import evaluate_labelled_photos
@@ -91,7 +91,7 @@ def write_markdown(result: dict, path: Path) -> None:
               "It tells a model that no temperature calibrates from a temperature that did not carry over "
               "from PublicTest.", "",
               "![reliability diagrams](calibration.png)", ""]
-    path.write_text("\n".join(lines))
+    write_text(path, "\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,7 +136,7 @@ def run(args: argparse.Namespace, argv: list[str] | None, out: Path) -> int:
                                           f"after (ECE {sets[name]['after']['ece']:.3f})":
                                           sets[name]["after"]["reliability"]}
         print(model, {s: (sets[s]["before"]["ece"], sets[s]["after"]["ece"]) for s in SETS}, flush=True)
-    (out / "calibration.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_text(out / "calibration.json", json.dumps(result, indent=2) + "\n")
     reliability_diagrams(panels, out / "calibration.png")
     write_markdown(result, out / "calibration.md")
     print((out / "calibration.md").read_text())

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from repo_support import add_smoke_args, results_dir
+from repo_support import add_smoke_args, results_dir, write_text
 from timing import cpu_model, window_rate
 
 from ferkit.data.labelled_photos import load_labelled_photos
@@ -131,7 +131,7 @@ def write_markdown(result: dict, path: Path) -> None:
                 f"{s['expw_dev_end_to_end_macro_f1']:.3f} | {s['expw_dev_classifier_accuracy']:.2%} / "
                 f"{s['expw_dev_classifier_macro_f1']:.3f} | {s['fer2013_test_accuracy']:.2%} / "
                 f"{s['fer2013_test_macro_f1']:.3f} | {speed} |")
-    path.write_text("\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
 
 
 def main() -> int:

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from repo_support import add_smoke_args, results_dir
+from repo_support import add_smoke_args, results_dir, write_text
 
 from ferkit.errors import FerkitError
 from ferkit.face import Box
@@ -173,7 +173,7 @@ def main() -> None:
         "recrop_correlation_with_original": recrop,
         "warp_check": warp_check, "roll_check": roll, "seconds": time.perf_counter() - start,
     }
-    (out / "crop_framing.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_text(out / "crop_framing.json", json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "measured"}, indent=2))
     print(json.dumps(measured, indent=1))
     if args.sheet:

@@ -39,6 +39,7 @@ import repo_support  # noqa: F401  (tests/support on the path)
 from PIL import Image
 from repo_support import add_smoke_args
 from support.synthetic import background, group_photo
+from timing import cpu_line
 
 from ferkit.face import Box
 from ferkit.imageio import load_image
@@ -112,6 +113,7 @@ def main() -> None:
             hits[s] += good > 0
             false_boxes[s] += len(boxes) - good
     portrait = load_image(shared / "data" / "photos" / "astronaut.png")
+    print(f"{cpu_line()}, {os.cpu_count()} CPUs")
     print("scale neighbours equalize  recall  false boxes  astronaut boxes  ms per 640x480")
     for s, detector in detectors.items():
         print(f"{s[0]:5.2f} {s[1]:10d} {s[2]!s:>8}  {hits[s] / len(faces):6.3f}  {false_boxes[s]:11d}  "

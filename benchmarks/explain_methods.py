@@ -21,7 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from repo_support import add_smoke_args, results_dir  # noqa: E402
+from repo_support import add_smoke_args, results_dir, save_figure  # noqa: E402
 
 from ferkit.data.challenge_csv import load_challenge_csv  # noqa: E402
 from ferkit.face import CLASSES  # noqa: E402
@@ -123,7 +123,7 @@ def main() -> int:
             if r == 0:
                 ax.set_title(f"{titles[j]}\n-> {CLASSES[top[j]]}", fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "explain-methods.png", dpi=64)
+    save_figure(fig, out / "explain-methods.png", dpi=64)
     print(out / "explain-methods.png")
     return 0
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from detector_choice import BUCKETS, bucket, iou_matrix, read_boxes
 from inference import concurrent_training, start_fer
-from repo_support import add_smoke_args, results_dir
+from repo_support import add_smoke_args, results_dir, write_text
 from timing import cpu_model
 
 from ferkit.data.labelled_photos import load_labelled_photos
@@ -179,7 +179,7 @@ def write_markdown(result: dict, path: Path) -> None:
         lines += ["", f"old ferkit: skipped ({result['old_skipped']})"]
     if result.get("fer_skipped"):
         lines += ["", f"fer: skipped ({result['fer_skipped']})"]
-    path.write_text("\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
 
 
 def main() -> int:
@@ -242,7 +242,7 @@ def main() -> int:
     }
     if isinstance(old, str):
         result["old_skipped"] = old
-    (out / "in_the_wild.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_text(out / "in_the_wild.json", json.dumps(result, indent=2) + "\n")
     write_markdown(result, out / "in_the_wild.md")
     print((out / "in_the_wild.md").read_text())
     return 0

@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 import repo_support  # noqa: F401  (tests/support on the path)
 import torch
-from repo_support import add_smoke_args, results_dir
+from repo_support import add_smoke_args, results_dir, write_text
 from support.synthetic import group_photo, moving_face_frames, write_video
 from timing import cpu_flags, cpu_model, window_rate
 
@@ -800,8 +800,8 @@ def main() -> int:
                                   "threads": THREADS, "load_before": load_before,
                                   "load_average": os.getloadavg(), "niceness": os.nice(0)},
                   "video": video_result}
-    (out / "inference_video.json").write_text(json.dumps(video_file, indent=2) + "\n")
-    (out / "inference_video.md").write_text(video_markdown(video_file))
+    write_text(out / "inference_video.json", json.dumps(video_file, indent=2) + "\n")
+    write_text(out / "inference_video.md", video_markdown(video_file))
     print(video_markdown(video_file))
     if args.video_only:
         return 0
@@ -829,8 +829,8 @@ def main() -> int:
                         "concurrent_training": training},
         "ferkit": ours, "fer": fer, "comparison": compare(ours, fer),
     }
-    (out / "inference.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "inference.md").write_text(markdown(result))
+    write_text(out / "inference.json", json.dumps(result, indent=2) + "\n")
+    write_text(out / "inference.md", markdown(result))
     print(markdown(result))
     return 0
 

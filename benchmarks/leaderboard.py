@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from repo_support import add_smoke_args, results_dir
+from repo_support import add_smoke_args, results_dir, write_text
 from timing import window_rate
 
 from ferkit.data.slices import slice_challenge_csv
@@ -153,9 +153,9 @@ def main() -> int:
             rows.append(accuracy_row(name, args.data) | speed[name] | {
                 "params": sum(p.numel() for p in model.parameters()),
                 "mmacs": count_multiply_adds(model) / 1e6})
-    (out / "leaderboard.json").write_text(json.dumps(rows, indent=2) + "\n")
+    write_text(out / "leaderboard.json", json.dumps(rows, indent=2) + "\n")
     text = markdown(rows)
-    (out / "leaderboard.md").write_text(text)
+    write_text(out / "leaderboard.md", text)
     print(text)
     return 0
 

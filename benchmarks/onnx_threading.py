@@ -27,7 +27,7 @@ import numpy as np
 import onnxruntime as ort
 from inference import rate_stats
 from repo_support import add_smoke_args, results_dir, write_results
-from timing import window_rate
+from timing import cpu_line, window_rate
 
 from ferkit.cpu import available_cores
 from ferkit.models.io import load_model
@@ -91,8 +91,8 @@ def main() -> int:
         args.models, args.batches, args.rounds, args.window = ["paper"], [1, 64], 2, 0.05
     out = results_dir(args)
     rng = np.random.default_rng(0)
-    result = {"machine": {"cpus": available_cores(), "threads": args.threads, "onnxruntime": ort.__version__,
-                          "python": platform.python_version()},
+    result = {"machine": {"cpu": cpu_line(), "cpus": available_cores(), "threads": args.threads,
+                          "onnxruntime": ort.__version__, "python": platform.python_version()},
               "date": time.strftime("%Y-%m-%d %H:%M"), "rounds": args.rounds, "window_s": args.window,
               "default_chunk": CHUNK, "busy_processes": args.busy, "load_average_before": os.getloadavg(),
               "models": {}}
@@ -116,7 +116,7 @@ def markdown(r: dict) -> str:
     command = "python benchmarks/onnx_threading.py" + (
         f" --models {' '.join(r['models'])} --busy {r['busy_processes']}" if r["busy_processes"] else "")
     lines = ["# onnxruntime threading: chunks in parallel vs intra-op threads", "",
-             f"`{command}` ({r['date']}); {m['cpus']} CPUs, "
+             f"`{command}` ({r['date']}); {m['cpu']}, {m['cpus']} CPUs, "
              f"{m['threads']} threads, onnxruntime {m['onnxruntime']}. Crops/s, best window of "
              f"{r['rounds']} (mean over windows); "
              f"ferkit's default chunk: {r['default_chunk']} faces. Busy-looping processes beside it: "

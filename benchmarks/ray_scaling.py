@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,7 @@ import numpy as np
 import repo_support  # noqa: F401  (tests/support on the path)
 from repo_support import add_smoke_args, results_dir, write_results
 from support.synthetic import CANVAS, background, moving_face_frames, paste, portrait_face, write_video
+from timing import cpu_line
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FERKIT_SHARED", REPO.parent / "shared"))
@@ -244,7 +244,7 @@ def main() -> int:
     result["setup"] = {"photos": args.photos, "frames": args.frames,
                        "frames_per_range": args.frames_per_range, "rounds": args.rounds,
                        "quiet_below": args.quiet_below, "max_wait": args.max_wait,
-                       "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+                       "machine": f"{cpu_line()}, {os.cpu_count()} cores",
                        "when": time.strftime("%Y-%m-%d %H:%M"), "ray": ray.__version__}
     write_results(out, "ray_scaling", result, render(result))
     return 0

@@ -29,7 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from repo_support import add_smoke_args, results_dir
+from repo_support import add_smoke_args, results_dir, write_text
 
 from ferkit.data.labelled_photos import load_labelled_photos
 from ferkit.evaluate.metrics import compute_metrics
@@ -206,7 +206,7 @@ def main() -> None:
         result["ensemble"] = {
             when: scores({k: mean[f"{when}/{k}"] for k in ("alone", "e2e", "public")}, crops, splits["val"])
             for when in ("single", "multi")}
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_text(out, json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: result[k] for k in ("models", "ensemble") if k in result}, indent=1))
 
 

@@ -48,14 +48,26 @@ def results_dir(args: argparse.Namespace) -> Path:
     return folder
 
 
+def write_text(path: Path, text: str) -> None:
+    """``path.write_text(text)``, atomically (a temporary file, then a rename)."""
+    from ferkit.models.store import atomic_write
+
+    atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))
+
+
+def save_figure(fig, path: Path, **savefig) -> None:  # fig: a matplotlib Figure
+    """``fig.savefig(path)``, atomically; the format from ``path``'s suffix."""
+    from ferkit.models.store import atomic_write
+
+    path = Path(path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", **savefig))
+
+
 def write_results(folder: Path, stem: str, result: dict | list, markdown: str | None) -> None:
     """Write ``<stem>.json`` (``indent=2`` and a newline) and, if given, ``<stem>.md``, then print
     the Markdown. Atomic (a temporary file, then a rename): a killed run leaves the old results or
     the new ones, never a half file, as every write in this project."""
-    from ferkit.models.store import atomic_write
-
-    atomic_write(folder / f"{stem}.json",
-                 lambda tmp: Path(tmp).write_text(json.dumps(result, indent=2) + "\n"))
+    write_text(folder / f"{stem}.json", json.dumps(result, indent=2) + "\n")
     if markdown is not None:
-        atomic_write(folder / f"{stem}.md", lambda tmp: Path(tmp).write_text(markdown))
+        write_text(folder / f"{stem}.md", markdown)
         print(markdown)

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from ablation import fer_slice
 from inference import concurrent_training, start_fer
-from repo_support import add_smoke_args, results_dir
+from repo_support import add_smoke_args, results_dir, save_figure, write_text
 from timing import cpu_model
 
 from ferkit.data.ferplus import default_votes_path
@@ -180,7 +180,7 @@ def figure(result: dict, path: Path) -> None:
     fig.suptitle(f"FER2013 PrivateTest under corruptions (solid: {LABEL_SETS['ferplus']}, n = "
                  f"{data['n_ferplus']}; dashed: {LABEL_SETS['fer2013']}, n = {data['n_fer2013']})")
     fig.tight_layout(rect=(0, 0.08, 1, 1))
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
 
 
@@ -210,7 +210,7 @@ def examples_figure(face: np.ndarray, seed: int, path: Path) -> None:
     for s, ax in enumerate(axes[0]):
         ax.set_title("clean" if s == 0 else f"s{s}", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
 
 
@@ -278,8 +278,8 @@ def main() -> int:
         "seconds": round(time.perf_counter() - start, 1),
         "systems": systems,
     }
-    (out / "robustness.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "robustness.md").write_text(markdown(result))
+    write_text(out / "robustness.json", json.dumps(result, indent=2) + "\n")
+    write_text(out / "robustness.md", markdown(result))
     figure(result, out / "robustness.png")
     examples_figure(typical_face(full.images), args.seed, out / "robustness_examples.png")
     print((out / "robustness.md").read_text())

@@ -38,7 +38,7 @@ import httpx
 import numpy as np
 import repo_support  # noqa: F401  (tests/support on the path)
 from PIL import Image
-from repo_support import add_smoke_args, results_dir
+from repo_support import add_smoke_args, results_dir, write_text
 from serve_load import (
     LoadStats,
     bad_requests,
@@ -356,7 +356,7 @@ def write_markdown(result: dict, path: Path) -> None:
         ],
         "",
     ]
-    path.write_text("\n".join(line for line in lines if line is not None))
+    write_text(path, "\n".join(line for line in lines if line is not None))
 
 
 def bars_of(abuse_result: dict, log: dict) -> list[dict]:
@@ -445,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
         "server_log": log,
     }
     result["bars"] = bars_of(abused, log)
-    (out / "serve_abuse.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_text(out / "serve_abuse.json", json.dumps(result, indent=2) + "\n")
     write_markdown(result, out / "serve_abuse.md")
     print((out / "serve_abuse.md").read_text())
     judged = result["bars"]

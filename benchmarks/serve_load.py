@@ -41,7 +41,7 @@ from typing import Any
 import httpx
 import repo_support  # noqa: F401  (tests/support on the path)
 from PIL import Image
-from repo_support import add_smoke_args, results_dir
+from repo_support import add_smoke_args, results_dir, write_text
 from support.launch import ServerProcess
 from support.malformed import BadRequest, malformed_requests
 from timing import cpu_flags, cpu_model
@@ -396,7 +396,7 @@ def write_markdown(result: dict, path: Path) -> None:
         f"{result['server_log']['unexpected_errors']} unexpected errors.",
         "",
     ]
-    path.write_text("\n".join(lines))
+    write_text(path, "\n".join(lines))
 
 
 def _load_row(name: str, load: dict) -> str:
@@ -546,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
         "bad_input": bad,
         "server_log": server_log_problems(log),
     }
-    (out / "serve_load.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_text(out / "serve_load.json", json.dumps(result, indent=2) + "\n")
     write_markdown(result, out / "serve_load.md")
     print((out / "serve_load.md").read_text())
     return 0 if bad["all_4xx_with_json_detail"] and load["status_5xx"] == 0 else 1

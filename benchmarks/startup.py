@@ -25,7 +25,6 @@ import argparse
 import io
 import json
 import os
-import platform
 import shutil
 import socket
 import statistics
@@ -38,6 +37,7 @@ import urllib.request
 from pathlib import Path
 
 from repo_support import add_smoke_args, results_dir, write_results
+from timing import cpu_line
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FERKIT_SHARED", REPO.parent / "shared"))
@@ -227,7 +227,7 @@ def main() -> int:
               if "old" in stats else {})
     result = {
         "command": "python benchmarks/startup.py " + " ".join(sys.argv[1:]),
-        "when": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.processor() or platform.machine()}, "
+        "when": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{cpu_line()}, "
         f"{os.cpu_count()} CPUs", "old": args.old, "rounds": args.rounds, "photo": str(args.photo),
         "venv_bytes": sizes, "versions": versions, "seconds": times, "stats": stats,
         "ratio_new_to_old": ratios,

@@ -34,6 +34,12 @@ def cpu_model() -> str:
 SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "amx_bf16")
 
 
+def cpu_line() -> str:
+    """The CPU's name with its :data:`SIMD_FLAGS` in brackets, for a results file's header."""
+    flags = cpu_flags()
+    return f"{cpu_model()} ({', '.join(flags) if flags else 'no AVX2'})"
+
+
 def cpu_flags() -> list[str]:
     """Which of :data:`SIMD_FLAGS` the CPU reports (/proc/cpuinfo; empty where it cannot be read)."""
     try:

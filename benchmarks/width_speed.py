@@ -27,7 +27,7 @@ import torch
 from ablation import fer_slice
 from inference import THREADS, rate_stats, start_fer
 from repo_support import add_smoke_args, results_dir, write_results
-from timing import window_rate
+from timing import cpu_line, window_rate
 
 from ferkit.models import create_model
 from ferkit.models.summary import count_multiply_adds
@@ -91,7 +91,8 @@ def main() -> int:
                         reply = fer.ask(task="crops", model=model, batch=BATCH, seconds=args.window)
                         rates.setdefault(f"fer_{model}", []).append(reply["rate"])
     result = {
-        "machine": {"cpus": len(__import__("os").sched_getaffinity(0)), "threads": THREADS,
+        "machine": {"cpu": cpu_line(), "cpus": len(__import__("os").sched_getaffinity(0)),
+                    "threads": THREADS,
                     "onnxruntime": ort.__version__, "python": platform.python_version()},
         "batch": BATCH, "rounds": args.rounds, "window_s": args.window,
         "widths": {name: {"stem": WIDTHS[name][0], "widths": WIDTHS[name][1], "params": net["params"],
@@ -111,7 +112,8 @@ def markdown(r: dict) -> str:
     fer = r["fer"]
     tflite = fer.get("tflite", {}).get("best")
     lines = ["# Crop rate of the paper network by width (onnxruntime, batch 64, 2 threads)", "",
-             "`python benchmarks/width_speed.py`; best window of "
+             f"`python benchmarks/width_speed.py`; {r['machine']['cpu']}, {r['machine']['cpus']} CPUs; "
+             "best window of "
              f"{r['rounds']} per entry, alternating with fer's models. fer: "
              + (f"TFLite int8 {tflite:,.0f} crops/s (face by face, its default), Keras "
                 f"{fer['keras']['best']:,.0f} (batch 64)." if tflite else fer.get("skipped", "")), "",
