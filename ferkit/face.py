@@ -73,7 +73,10 @@ class Box:
         return {"x": self.x, "y": self.y, "w": self.w, "h": self.h}
 
     def scaled(self, factor: float) -> Box:
-        """The same box in an image ``factor`` times the size (found on a reduced copy)."""
-        marks = None if self.landmarks is None else tuple((x * factor, y * factor) for x, y in self.landmarks)
+        """The same box in an image ``factor`` times the size (found on a reduced copy). The box's
+        edges scale as they are; landmarks are points at pixel centres (a pixel's centre is its
+        index), which a reduced copy's pixel ``i`` puts at ``(i + 0.5) * factor - 0.5``."""
+        marks = None if self.landmarks is None else tuple(
+            ((x + 0.5) * factor - 0.5, (y + 0.5) * factor - 0.5) for x, y in self.landmarks)
         return Box(round(self.x * factor), round(self.y * factor), round(self.w * factor),
                    round(self.h * factor), marks, self.score)

@@ -158,3 +158,19 @@ def test_web_page_and_annotated_images_share_one_palette():
     page = {name: tuple(int(h[i : i + 2], 16) for i in (0, 2, 4))
             for name, h in re.findall(r'(\w+): "#([0-9a-f]{6})"', block)}
     assert page == CLASS_COLORS
+
+
+def test_landmarks_found_on_a_reduced_copy_scale_back_to_the_original_pixels(astronaut_rgb):
+    """A face found on a half-size copy and scaled back (a big upload decoded reduced) has the
+    landmarks YuNet gives when it reduces the image itself: points at pixel centres, so a reduced
+    pixel i is at (i + 0.5) * 2 - 0.5, not 2 i (half a pixel off)."""
+    from ferkit import imageops
+    from ferkit.inference.detect import YuNetDetector
+
+    h, w = astronaut_rgb.shape[:2]
+    whole = YuNetDetector(side=max(h, w) // 2).detect(astronaut_rgb)  # reduces by 2 inside
+    half = imageops.resize(astronaut_rgb, (w // 2, h // 2), "area")
+    (found,) = [b.scaled(2.0) for b in YuNetDetector(side=None).detect(half)]
+    (reference,) = whole
+    assert np.allclose(found.landmarks, reference.landmarks, atol=1e-3)
+    assert max(abs(a - b) for a, b in zip(found.rect().values(), reference.rect().values(), strict=True)) <= 1
