@@ -69,6 +69,19 @@ def test_crop_to_image_inverts_the_square_crop_of_a_box_without_landmarks() -> N
     assert bottom_right == pytest.approx([197.0, 147.0], abs=1.5)
 
 
+def test_a_map_from_a_reduced_copy_stays_on_its_landmarks_scaled_back(recognizer, astronaut_png) -> None:
+    """A big upload is analysed on a reduced copy and its results scaled back: the heat map's
+    crop-to-image matrix moves with the landmarks, so the crop's eyes land on the face's eyes."""
+    from ferkit.inference.crop import alignment_matrix
+
+    face = recognizer.predict(str(astronaut_png), explain=True).faces[0]
+    eyes_in_crop = alignment_matrix(face.box.landmarks) @ np.array([*face.box.landmarks[0], 1.0])
+    for factor in (2.0, 8.0):
+        box, explanation = face.box.scaled(factor), face.explanation.scaled(factor)
+        landed = explanation.crop_to_image @ np.array([*eyes_in_crop, 1.0])
+        assert landed == pytest.approx(box.landmarks[0], abs=1e-6)
+
+
 def test_the_map_is_the_same_through_onnxruntime_and_torch(astronaut_png) -> None:
     pytest.importorskip("torch")
     from ferkit.inference import Recognizer

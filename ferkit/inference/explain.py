@@ -47,8 +47,11 @@ class Explanation:
     crop_to_image: np.ndarray  # (2, 3) affine: crop pixel -> image pixel
 
     def scaled(self, factor: float) -> Explanation:
-        """The same map for the image ``factor`` times the size (found on a reduced copy)."""
-        return Explanation(self.heatmap, self.crop_to_image * factor)
+        """The same map for the image ``factor`` times the size (found on a reduced copy): image
+        points at pixel centres, as :meth:`ferkit.face.Box.scaled` maps the landmarks."""
+        matrix = self.crop_to_image * factor
+        matrix[:, 2] += 0.5 * factor - 0.5
+        return Explanation(self.heatmap, matrix)
 
     def to_dict(self) -> dict[str, object]:
         small = resize(self.heatmap, (JSON_SIDE, JSON_SIDE), "area")
