@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 import repo_support  # noqa: F401  (tests/support on the path)
 import torch
-from repo_support import add_smoke_args, results_dir, write_text
+from repo_support import add_smoke_args, results_dir, write_results
 from support.synthetic import group_photo, moving_face_frames, write_video
 from timing import cpu_flags, cpu_model, window_rate
 
@@ -800,9 +800,7 @@ def main() -> int:
                                   "threads": THREADS, "load_before": load_before,
                                   "load_average": os.getloadavg(), "niceness": os.nice(0)},
                   "video": video_result}
-    write_text(out / "inference_video.json", json.dumps(video_file, indent=2) + "\n")
-    write_text(out / "inference_video.md", video_markdown(video_file))
-    print(video_markdown(video_file))
+    write_results(out, "inference_video", video_file, video_markdown(video_file))
     if args.video_only:
         return 0
     with tempfile.TemporaryDirectory() as tmp:
@@ -829,9 +827,7 @@ def main() -> int:
                         "concurrent_training": training},
         "ferkit": ours, "fer": fer, "comparison": compare(ours, fer),
     }
-    write_text(out / "inference.json", json.dumps(result, indent=2) + "\n")
-    write_text(out / "inference.md", markdown(result))
-    print(markdown(result))
+    write_results(out, "inference", result, markdown(result))
     return 0
 
 

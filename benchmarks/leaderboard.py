@@ -10,7 +10,6 @@ parameters, multiply-adds, and CPU inference images/s (torch fp32 and onnxruntim
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from repo_support import add_smoke_args, results_dir, write_text
+from repo_support import add_smoke_args, results_dir, write_results
 from timing import window_rate
 
 from ferkit.data.slices import slice_challenge_csv
@@ -153,10 +152,7 @@ def main() -> int:
             rows.append(accuracy_row(name, args.data) | speed[name] | {
                 "params": sum(p.numel() for p in model.parameters()),
                 "mmacs": count_multiply_adds(model) / 1e6})
-    write_text(out / "leaderboard.json", json.dumps(rows, indent=2) + "\n")
-    text = markdown(rows)
-    write_text(out / "leaderboard.md", text)
-    print(text)
+    write_results(out, "leaderboard", rows, markdown(rows))
     return 0
 
 

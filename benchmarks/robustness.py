@@ -21,7 +21,6 @@ robustness_examples.png (one face under every condition):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -31,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from ablation import fer_slice
 from inference import concurrent_training, start_fer
-from repo_support import add_smoke_args, results_dir, save_figure, write_text
+from repo_support import add_smoke_args, results_dir, save_figure, write_results
 from timing import cpu_model
 
 from ferkit.data.ferplus import default_votes_path
@@ -278,11 +277,9 @@ def main() -> int:
         "seconds": round(time.perf_counter() - start, 1),
         "systems": systems,
     }
-    write_text(out / "robustness.json", json.dumps(result, indent=2) + "\n")
-    write_text(out / "robustness.md", markdown(result))
     figure(result, out / "robustness.png")
     examples_figure(typical_face(full.images), args.seed, out / "robustness_examples.png")
-    print((out / "robustness.md").read_text())
+    write_results(out, "robustness", result, markdown(result))
     return 0
 
 

@@ -37,7 +37,7 @@ SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "
 def cpu_line() -> str:
     """The CPU's name with its :data:`SIMD_FLAGS` in brackets, for a results file's header."""
     flags = cpu_flags()
-    return f"{cpu_model()} ({', '.join(flags) if flags else 'no AVX2'})"
+    return f"{cpu_model()} ({', '.join(flags) if flags else 'no AVX2 or later SIMD flags found'})"
 
 
 def cpu_flags() -> list[str]:

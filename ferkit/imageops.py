@@ -160,7 +160,7 @@ def warp_affine(
     edge pixel twice, "reflect101") or is 0 ("constant"). uint8 in, uint8 out (rounded).
 
     Only the four taps of each output pixel are read and made float: a 48x48 face crop no longer
-    converts the whole 640x480 frame it comes from (170 against 342 us a crop, same output)."""
+    converts the whole 640x480 frame it comes from (about half the time a crop, same output)."""
     w, h = size
     inverse = invert_affine(matrix)
     ys, xs = _pixel_grid(h, w)
